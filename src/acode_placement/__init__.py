@@ -1,0 +1,92 @@
+"""acode-placement: decide where a task should run, and say why.
+
+from acode_placement import PlacementEngine, PlacementOptions, TaskRequirements, load_targets
+
+engine = PlacementEngine.default()
+result = await engine.place(requirements, targets, PlacementOptions(strategy="cost-optimized"))
+"""
+
+from acode_placement.config import load_settings, load_targets, load_task
+from acode_placement.engine import Acquisition, CapabilitySource, Known, PlacementEngine
+from acode_placement.errors import (
+    AcquireError,
+    DuplicateStrategyError,
+    InputError,
+    PlacementError,
+    StrategyError,
+    UnknownNameError,
+)
+from acode_placement.models import (
+    OS,
+    Arch,
+    Attempt,
+    Capabilities,
+    Check,
+    CheckKind,
+    Ec2Target,
+    GpuInfo,
+    GpuRequirement,
+    LocalTarget,
+    Mode,
+    PlacementCompleted,
+    PlacementEvent,
+    PlacementFailed,
+    PlacementOptions,
+    PlacementResult,
+    PlacementSettings,
+    PlacementStarted,
+    Preferences,
+    Reason,
+    SshTarget,
+    TargetKind,
+    TargetScore,
+    Task,
+    TaskRequirements,
+    TieBreaker,
+)
+from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegistry
+
+__all__ = [
+    "OS",
+    "AcquireError",
+    "Acquisition",
+    "Arch",
+    "Attempt",
+    "BuiltinStrategy",
+    "Capabilities",
+    "CapabilitySource",
+    "Check",
+    "CheckKind",
+    "DuplicateStrategyError",
+    "Ec2Target",
+    "GpuInfo",
+    "GpuRequirement",
+    "InputError",
+    "Known",
+    "LocalTarget",
+    "Mode",
+    "PlacementCompleted",
+    "PlacementEngine",
+    "PlacementError",
+    "PlacementEvent",
+    "PlacementFailed",
+    "PlacementOptions",
+    "PlacementResult",
+    "PlacementSettings",
+    "PlacementStarted",
+    "Preferences",
+    "Reason",
+    "SshTarget",
+    "Strategy",
+    "StrategyError",
+    "StrategyRegistry",
+    "TargetKind",
+    "TargetScore",
+    "Task",
+    "TaskRequirements",
+    "TieBreaker",
+    "UnknownNameError",
+    "load_settings",
+    "load_targets",
+    "load_task",
+]

@@ -1,0 +1,3 @@
+from acode_placement.cli import main
+
+main()

@@ -1,0 +1,371 @@
+"""The `acode-placement` command: thin typer commands over the engine and `explain`.
+
+Exit status: 0 placed (or done), 1 no valid target, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from acode_placement import explain
+from acode_placement.config import (
+    SCHEMAS,
+    TARGETS_ENV,
+    find_file,
+    read_targets,
+    read_task,
+    resolve_settings,
+)
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import PlacementError, UnknownNameError
+from acode_placement.models import (
+    AnyTarget,
+    Capabilities,
+    Ec2Target,
+    LocalTarget,
+    Mode,
+    PlacementOptions,
+    PlacementResult,
+    SshTarget,
+    TargetScore,
+    Task,
+    TaskRequirements,
+)
+from acode_placement.telemetry import configure_logging
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="acode-placement",
+    help="Decide where a task should run: this machine, an SSH host or an EC2 instance type.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+TargetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets",
+        help="targets file (default: $ACODE_PLACEMENT_TARGETS, "
+        "then the user config dir, then this machine alone)",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="settings file (default: $ACODE_PLACEMENT_CONFIG, then the user config dir)",
+    ),
+]
+StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="overrides the settings")]
+ModeOpt = Annotated[str | None, typer.Option("--mode", help="local-only | airgapped | burst")]
+NoDiscoveryOpt = Annotated[
+    bool, typer.Option("--no-discovery", help="use declared capabilities only")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
+TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=False)]
+
+
+def _console() -> Console:
+    # Piped output keeps long rows on one line instead of wrapping at 80 columns.
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(width=width, highlight=False, soft_wrap=True)
+
+
+def _errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input becomes one line on stderr and exit status 2, never a traceback."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except PlacementError as exc:
+            typer.echo(f"acode-placement: error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    engine: PlacementEngine
+    options: PlacementOptions
+    targets: list[AnyTarget]
+
+
+def _prepare(
+    targets_path: Path | None,
+    config: Path | None,
+    strategy: str | None,
+    mode: str | None,
+    no_discovery: bool,
+) -> _Run:
+    settings, settings_file = resolve_settings(config)
+    engine = PlacementEngine.default()
+    chosen = strategy or settings.strategy
+    if chosen not in engine.registry:
+        origin = "--strategy" if strategy else (settings_file or "settings")
+        raise UnknownNameError("strategy", chosen, engine.registry.names(), origin)
+    if mode is not None and mode not in set(Mode):
+        raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
+    options = PlacementOptions(
+        strategy=chosen,
+        mode=Mode(mode) if mode else settings.mode,
+        fallback_enabled=settings.fallback_enabled,
+        tie_breaker=settings.tie_breaker,
+        default_runtime_minutes=settings.default_runtime_minutes,
+        discovery_enabled=settings.discovery_enabled and not no_discovery,
+    )
+    return _Run(engine, options, _targets(targets_path))
+
+
+def _targets(explicit: Path | None) -> list[AnyTarget]:
+    path = find_file(explicit, TARGETS_ENV, "targets.yaml")
+    if path is None:
+        return [LocalTarget(id="local")]
+    return list(read_targets(path).value.targets)
+
+
+def _decide(task_path: Path, run: _Run) -> tuple[Task, PlacementResult]:
+    task = read_task(task_path).value.task
+    result = asyncio.run(
+        run.engine.place(task.requirements, run.targets, run.options, task_name=task.name)
+    )
+    return task, result
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug | info | warning | error")
+    ] = "warning",
+) -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+@_errors
+def place(
+    task: TaskArg,
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    strategy: StrategyOpt = None,
+    mode: ModeOpt = None,
+    no_discovery: NoDiscoveryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Choose where TASK runs, and say why in one line."""
+    run = _prepare(targets, config, strategy, mode, no_discovery)
+    _, result = _decide(task, run)
+    if json_out:
+        _print_json(explain.result_json(result))
+    else:
+        _print_choice(_console(), result)
+    raise typer.Exit(0 if result.success else 1)
+
+
+@app.command(name="explain")
+@_errors
+def explain_command(
+    task: TaskArg,
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    strategy: StrategyOpt = None,
+    mode: ModeOpt = None,
+    no_discovery: NoDiscoveryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show every target with its score, matches and mismatches."""
+    run = _prepare(targets, config, strategy, mode, no_discovery)
+    _, result = _decide(task, run)
+    if json_out:
+        _print_json(explain.result_json(result))
+    else:
+        console = _console()
+        console.print(_explain_table(result))
+        _print_choice(console, result)
+    raise typer.Exit(0 if result.success else 1)
+
+
+@app.command()
+@_errors
+def targets(
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    no_discovery: NoDiscoveryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the targets with their capabilities (declared, or this machine's as found)."""
+    fleet = _targets(targets)
+    engine = PlacementEngine.default()
+    settings, _ = resolve_settings(config)
+    options = PlacementOptions(discovery_enabled=settings.discovery_enabled and not no_discovery)
+    known = asyncio.run(engine.capabilities(fleet, TaskRequirements(), options))
+    rows = [(t, k.capabilities) for t, k in zip(fleet, known, strict=True)]
+    if json_out:
+        _print_json([_target_json(t, caps) for t, caps in rows])
+        return
+    _console().print(_targets_table(rows))
+
+
+@app.command()
+@_errors
+def strategies(json_out: JsonOpt = False) -> None:
+    """List the strategies: built-in, plug-in (entry point) and broken plug-ins."""
+    registry = PlacementEngine.default().registry
+    entries = [
+        {"name": name, "origin": entry.origin, "description": entry.description}
+        for name, entry in registry
+    ]
+    broken = [{"name": n, "error": e} for n, e in registry.broken.items()]
+    if json_out:
+        _print_json({"strategies": entries, "broken": broken})
+        return
+    table = Table("strategy", "origin", "what it picks", box=None)
+    for entry in entries:
+        table.add_row(entry["name"], entry["origin"], entry["description"])
+    console = _console()
+    console.print(table)
+    for item in broken:
+        console.print(f"plug-in {item['name']} failed to load: {item['error']}")
+
+
+@app.command()
+@_errors
+def schema(
+    kind: Annotated[str, typer.Argument(help="task | targets | settings")],
+) -> None:
+    """Print the JSON Schema of a file kind, for editors to validate as you type."""
+    if kind not in SCHEMAS:
+        raise UnknownNameError("schema", kind, SCHEMAS)
+    document = SCHEMAS[kind].model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = f"acode-placement {kind} file"
+    _print_json(document)
+
+
+# -------------------------------------------------------------------------- render
+
+
+def _print_choice(console: Console, result: PlacementResult) -> None:
+    chosen = result.selected
+    if chosen is None:
+        console.print(f"no target ({result.reason.value}): {result.failure_message}")
+        return
+    cost = explain.money(chosen.estimated_cost)
+    console.print(
+        f"{chosen.id} ({chosen.type.value})  score {chosen.score:.3f}  "
+        f"{result.strategy}/{result.mode.value}  est. cost ${cost}  "
+        f"{result.decision_duration * 1000:.1f} ms  [{result.reason.value}]",
+        markup=False,
+    )
+    console.print(f"why: {explain.why(result)}", markup=False)
+    if result.alternatives:
+        console.print(f"fallback: {', '.join(ts.id for ts in result.alternatives)}", markup=False)
+
+
+def _explain_table(result: PlacementResult) -> Table:
+    table = Table("#", "target", "type", "score", "cost $", "details", box=None)
+    rank = {ts.id: n for n, ts in enumerate(result.ranked, start=1)}
+    ordered = sorted(result.all_scores, key=lambda ts: (rank.get(ts.id, 10**9), ts.index))
+    for ts in ordered:
+        table.add_row(
+            str(rank[ts.id]) if ts.id in rank else "-",
+            ts.id,
+            ts.type.value,
+            f"{ts.score:.3f}" if ts.eligible else "not eligible",
+            explain.money(ts.estimated_cost),
+            _details(ts),
+        )
+    return table
+
+
+def _details(ts: TargetScore) -> str:
+    if not ts.eligible:
+        text = "; ".join(explain.check_text(c) for c in ts.mismatches)
+    else:
+        text = f"meets all {len(ts.matches)}: {explain.hardware_text(ts)}"
+    met = [explain.check_text(c) for c in ts.preferences if c.ok]
+    if ts.preferences:
+        text += f" | preferences {len(met)}/{len(ts.preferences)}"
+        if met:
+            text += f": {', '.join(met)}"
+    if ts.stale:
+        text += " | discovery did not answer; declared capabilities used"
+    return text
+
+
+def _where(target: AnyTarget) -> str:
+    if isinstance(target, SshTarget):
+        user = f"{target.user}@" if target.user else ""
+        return f"{user}{target.host}:{target.port}"
+    if isinstance(target, Ec2Target):
+        return f"{target.instance_type} in {target.region}"
+    return "this machine"
+
+
+def _targets_table(rows: Sequence[tuple[AnyTarget, Capabilities]]) -> Table:
+    table = Table(
+        "id",
+        "type",
+        "where",
+        "cpu",
+        "mem GB",
+        "disk GB",
+        "gpu",
+        "os/arch",
+        "tools",
+        "$/h",
+        "labels",
+        box=None,
+    )
+    for target, caps in rows:
+        rate = target.hourly_rate
+        table.add_row(
+            target.id,
+            target.kind.value,
+            _where(target),
+            _num_or_dash(caps.cpu),
+            _num_or_dash(caps.memory_gb),
+            _num_or_dash(caps.disk_gb),
+            explain.gpu_text(caps.gpu) if caps.gpu else "-",
+            f"{caps.os or '?'}/{caps.arch or '?'}",
+            ", ".join(caps.tools) or "-",
+            f"{rate:.3f}" if rate is not None else ("-" if target.is_cloud else "0"),
+            ", ".join(f"{k}={v}" for k, v in target.labels.items()) or "-",
+        )
+    return table
+
+
+def _num_or_dash(value: float | None) -> str:
+    return "-" if value is None else explain.num(value)
+
+
+def _target_json(target: AnyTarget, caps: Capabilities) -> dict[str, Any]:
+    data = target.model_dump(mode="json", exclude={"capabilities"}, exclude_none=True)
+    data.pop("identityFile", None)  # a key path is nobody's business but ssh's
+    data["capabilities"] = caps.model_dump(mode="json", exclude_none=True)
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    app(args=list(argv) if argv is not None else None, prog_name="acode-placement")

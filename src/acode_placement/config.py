@@ -1,0 +1,363 @@
+"""YAML files -> models, with every error naming the file, the line and the key.
+
+Files are read with PyYAML's safe loader only. The node tree gives each key its
+line; pydantic validates; the first error becomes one line such as
+`task.yaml:7: requirements.memroyGb: unknown key; did you mean memoryGb?`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from acode_placement.errors import InputError
+from acode_placement.models import AnyTarget, PlacementSettings, Target, Task
+
+M = TypeVar("M", bound=BaseModel)
+Path_ = tuple[str | int, ...]
+
+ENV_PREFIX = "ACODE_PLACEMENT_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+TARGETS_ENV = ENV_PREFIX + "TARGETS"
+_MAX_NODES = 100_000  # aliases can expand a small file into a huge one
+
+
+class TaskFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    task: Task
+
+
+class TargetsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    targets: list[Target] = Field(default_factory=list)
+
+
+class SettingsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "task": TaskFile,
+    "targets": TargetsFile,
+    "settings": SettingsFile,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded(Generic[M]):
+    """A validated file, and where each of its keys was written."""
+
+    value: M
+    source: str
+    lines: Mapping[Path_, int]
+
+    def where(self, *path: str | int) -> str:
+        """`file:line: dotted.key` for a key of this file, for error messages."""
+        return f"{self.source}:{_line(self.lines, path)}: {_dotted(path)}"
+
+
+# ----------------------------------------------------------------------- the files
+
+
+def load_task(path: str | Path) -> Task:
+    return read_task(path).value.task
+
+
+def load_targets(path: str | Path) -> list[AnyTarget]:
+    return list(read_targets(path).value.targets)
+
+
+def load_settings(path: str | Path) -> PlacementSettings:
+    return read_settings(path).value.placement
+
+
+def read_task(path: str | Path) -> Loaded[TaskFile]:
+    return parse(_read(Path(path)), str(path), TaskFile)
+
+
+def read_targets(path: str | Path) -> Loaded[TargetsFile]:
+    loaded = parse(_read(Path(path)), str(path), TargetsFile)
+    first: dict[str, int] = {}
+    for i, target in enumerate(loaded.value.targets):
+        if target.id in first:
+            at = _line(loaded.lines, ("targets", first[target.id], "id"))
+            raise InputError(
+                f"{loaded.where('targets', i, 'id')}: duplicate id {target.id!r}"
+                f" (first at line {at})"
+            )
+        first[target.id] = i
+    return loaded
+
+
+def read_settings(path: str | Path) -> Loaded[SettingsFile]:
+    return parse(_read(Path(path)), str(path), SettingsFile)
+
+
+def parse(text: str, source: str, model: type[M]) -> Loaded[M]:
+    """Validate YAML text as `model`; raise `InputError` naming file, line and key."""
+    data, lines = _compose(text, source)
+    root = next(iter(model.model_fields))
+    if data is None:
+        raise InputError(f"{source}:1: empty file; expected a '{root}:' mapping")
+    if not isinstance(data, dict):
+        raise InputError(f"{source}:1: expected a '{root}:' mapping, not {_kind(data)}")
+    try:
+        value = model.model_validate(data, by_name=False)
+    except ValidationError as exc:
+        raise InputError(_describe(exc.errors()[0], source, lines, data, model)) from None
+    return Loaded(value, source, lines)
+
+
+def _read(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a YAML file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    if b"\x00" in raw:
+        raise InputError(f"{path}: binary file, not YAML")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+# ------------------------------------------------------------------------ YAML nodes
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[Path_, int] = {}
+        _walk(node, (), lines, source, [0])
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InputError(f"{source}:{line}: YAML error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _walk(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str, seen: list[int]
+) -> None:
+    seen[0] += 1
+    if seen[0] > _MAX_NODES:
+        raise InputError(f"{source}: too large: more than {_MAX_NODES} values (alias bomb?)")
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        keys: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            if key == "<<":  # merge key: the merged keys are walked where they are written
+                _walk(value_node, path, lines, source, seen)
+                continue
+            line = key_node.start_mark.line + 1
+            if key in keys:
+                raise InputError(
+                    f"{source}:{line}: {_dotted((*path, key))}: duplicate key"
+                    f" (first at line {keys[key]})"
+                )
+            keys[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines, source, seen)
+
+
+# -------------------------------------------------------------------------- errors
+
+
+def _describe(
+    error: ErrorDetails, source: str, lines: Mapping[Path_, int], data: Any, model: type[BaseModel]
+) -> str:
+    path = _data_path(error["loc"], data)
+    return f"{source}:{_line(lines, path)}: {_dotted(path)}: {_message(error, path, data, model)}"
+
+
+def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
+    """pydantic's location without the union tags it inserts (`targets.2.ssh.port`)."""
+    path: list[str | int] = []
+    here = data
+    for part in loc:
+        tag = isinstance(here, dict) and part not in here and here.get("type") == part
+        if tag:
+            continue  # a discriminated union's tag, not a key of the file
+        path.append(part)
+        here = here.get(part) if isinstance(here, dict) else _index(here, part)
+    return tuple(path)
+
+
+def _index(value: Any, part: str | int) -> Any:
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return None
+
+
+def _message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel]) -> str:
+    kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key" + _hint(str(path[-1]), _allowed_keys(model, path[:-1], data))
+    if kind == "missing":
+        return "missing required key"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound}, got {_show(given)}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in ("enum", "literal_error"):
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"must be one of {', '.join(choices)}; got {_show(given)}" + _hint(
+            str(given), choices
+        )
+    if kind == "union_tag_invalid":
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        return f"unknown type {_show(ctx.get('tag'))}; use {', '.join(tags)}" + _hint(
+            str(ctx.get("tag")), tags
+        )
+    if kind == "union_tag_not_found":
+        return "missing key 'type' (local, ssh or ec2)"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    text = error["msg"]
+    return f"{text[0].lower()}{text[1:]}, got {_show(given)}"
+
+
+def _hint(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _allowed_keys(model: type[BaseModel], path: Path_, data: Any) -> list[str]:
+    """The keys valid at `path` of a file validated by `model`."""
+    candidates: list[type[BaseModel]] = [model]
+    here = data
+    for part in path:
+        here = here.get(part) if isinstance(here, dict) else _index(here, part)
+        if isinstance(part, int):
+            continue
+        found: list[type[BaseModel]] = []
+        for cls in candidates:
+            for name, info in cls.model_fields.items():
+                if (info.alias or name) == part:
+                    found.extend(_models_in(info.annotation))
+        candidates = found
+        if len(candidates) > 1 and isinstance(here, dict):
+            tagged = [
+                c
+                for c in candidates
+                if c.model_fields.get("type") is not None
+                and c.model_fields["type"].default == here.get("type")
+            ]
+            candidates = tagged or candidates
+    return sorted(
+        {info.alias or name for cls in candidates for name, info in cls.model_fields.items()}
+    )
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or args:
+        return [m for arg in args for m in _models_in(arg)]
+    return []
+
+
+def _line(lines: Mapping[Path_, int], path: Path_) -> int:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 1
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    # A task file's keys are named from inside `task:` (requirements.memoryGb).
+    for root in ("task.", "placement."):
+        if text.startswith(root):
+            return text[len(root) :]
+    return text or "(top)"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+# ------------------------------------------------------------------- finding files
+
+
+def find_file(explicit: str | Path | None, env: str, name: str) -> Path | None:
+    """The file named on the command line, else in `$env`, else in the user's config dir."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if value := os.environ.get(env):
+        return Path(value).expanduser()
+    candidate = Path(platformdirs.user_config_dir("acode-placement")) / name
+    return candidate if candidate.is_file() else None
+
+
+def resolve_settings(config: str | Path | None) -> tuple[PlacementSettings, str | None]:
+    """Settings from the file (if any), then `ACODE_PLACEMENT_*` variables over them.
+
+    Returns the settings and the file they came from.
+    """
+    path = find_file(config, CONFIG_ENV, "placement.yaml")
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_settings(path).value.placement.model_dump(exclude_unset=True, by_alias=False)
+    for name in PlacementSettings.model_fields:
+        env = ENV_PREFIX + name.upper()
+        if env in os.environ:
+            values[name] = os.environ[env]
+    try:
+        return PlacementSettings.model_validate(values), str(path) if path else None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        env = ENV_PREFIX + str(error["loc"][0]).upper()
+        raise InputError(
+            f"environment {env}: {_message(error, error['loc'], values, PlacementSettings)}"
+        ) from None

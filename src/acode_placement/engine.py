@@ -1,0 +1,403 @@
+"""The engine: capabilities -> filter -> score -> select -> explain -> publish.
+
+It does no I/O of its own: capabilities come from sources (see `targets/`), and
+the decision itself (`decide`) is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Generic, Protocol, TypeVar
+
+from acode_placement import explain
+from acode_placement.errors import AcquireError, StrategyError
+from acode_placement.matching import evaluate
+from acode_placement.models import (
+    AnyTarget,
+    Attempt,
+    Capabilities,
+    CheckKind,
+    PlacementCompleted,
+    PlacementEvent,
+    PlacementFailed,
+    PlacementOptions,
+    PlacementResult,
+    PlacementStarted,
+    Reason,
+    TargetKind,
+    TargetScore,
+    TaskRequirements,
+    TieBreaker,
+)
+from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegistry
+from acode_placement.targets.local import LocalMachine
+from acode_placement.telemetry import get_logger
+
+T = TypeVar("T")
+Subscriber = Callable[[PlacementEvent], object]
+
+_log = get_logger("acode_placement.engine")
+# Exclusions that come from where the task may run, not from what it needs.
+_MODE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
+
+
+class CapabilitySource(Protocol):
+    """Discovers a target's capabilities; None when it can tell nothing."""
+
+    async def capabilities(
+        self, target: AnyTarget, tools: frozenset[str]
+    ) -> Capabilities | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A target's capabilities for one decision; `stale` when discovery did not answer."""
+
+    capabilities: Capabilities
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Acquisition(Generic[T]):
+    """What `PlacementEngine.acquire` got: the handle, and the result with its attempts."""
+
+    result: PlacementResult
+    handle: T | None
+
+    @property
+    def acquired(self) -> bool:
+        return any(a.ok for a in self.result.attempts)
+
+
+class PlacementEngine:
+    """Decides where a task runs. Safe to share; keeps no per-decision state."""
+
+    def __init__(
+        self,
+        registry: StrategyRegistry | None = None,
+        sources: Mapping[TargetKind, CapabilitySource] | None = None,
+    ) -> None:
+        self.registry = registry or StrategyRegistry.with_builtins()
+        self._sources = dict(sources or {})
+        self._subscribers: list[Subscriber] = []
+
+    @classmethod
+    def default(cls) -> PlacementEngine:
+        """Built-in and plug-in strategies; this machine discovered with the stdlib."""
+        return cls(StrategyRegistry.default(), {TargetKind.LOCAL: LocalMachine()})
+
+    def register_strategy(self, strategy: Strategy) -> None:
+        """Add a strategy; a name already taken raises `DuplicateStrategyError`."""
+        self.registry.register(strategy)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call `subscriber` with every event; returns a function that unsubscribes."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    # ------------------------------------------------------------------ public API
+
+    async def capabilities(
+        self,
+        targets: Sequence[AnyTarget],
+        requirements: TaskRequirements,
+        options: PlacementOptions,
+    ) -> list[Known]:
+        """Declared capabilities, refreshed by discovery where a source exists.
+
+        Waits at most `options.decision_timeout` seconds: a target whose discovery
+        is late or fails keeps its declared capabilities and is marked stale.
+        """
+        known = [Known(t.capabilities or Capabilities()) for t in targets]
+        if not options.discovery_enabled:
+            return known
+        tools = requirements.wanted_tools()
+        jobs: dict[int, asyncio.Task[Capabilities | None]] = {}
+        for i, target in enumerate(targets):
+            source = self._sources.get(target.kind)
+            if source is not None:
+                jobs[i] = asyncio.ensure_future(source.capabilities(target, tools))
+        if not jobs:
+            return known
+        await asyncio.wait(jobs.values(), timeout=options.decision_timeout)
+        for i, job in jobs.items():
+            found = _outcome(job, targets[i])
+            declared = targets[i].capabilities
+            if found is None:
+                known[i] = Known(declared or Capabilities(), stale=True)
+            else:
+                known[i] = Known(found.merged_over(declared))
+        return known
+
+    async def evaluate_all(
+        self,
+        requirements: TaskRequirements,
+        targets: Sequence[AnyTarget],
+        options: PlacementOptions | None = None,
+    ) -> list[TargetScore]:
+        """Every target's score, matches and mismatches, in the order given."""
+        options = options or PlacementOptions()
+        strategy, _ = self._strategy(options.strategy, requirements)
+        known = await self.capabilities(targets, requirements, options)
+        return score_all(strategy, requirements, targets, known, options)
+
+    async def place(
+        self,
+        requirements: TaskRequirements,
+        targets: Sequence[AnyTarget],
+        options: PlacementOptions | None = None,
+        *,
+        task_name: str | None = None,
+    ) -> PlacementResult:
+        """Choose a target. Raises `UnknownNameError` for an unknown strategy name."""
+        options = options or PlacementOptions()
+        self._strategy(options.strategy, requirements)  # fail on a bad name before starting
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        self._publish(
+            PlacementStarted(
+                request_id, task_name, options.strategy, options.mode, len(targets), _now()
+            )
+        )
+        try:
+            known = await self.capabilities(targets, requirements, options)
+            result = self.decide(
+                requirements, targets, known, options, task_name=task_name, request_id=request_id
+            )
+        except BaseException as exc:
+            elapsed = time.perf_counter() - started
+            message = f"placement aborted: {type(exc).__name__}: {exc}"
+            self._publish(
+                PlacementFailed(
+                    request_id, task_name, Reason.NO_VALID_TARGET, message, elapsed * 1000, _now()
+                )
+            )
+            raise
+        result = replace(result, decision_duration=time.perf_counter() - started)
+        self._finish(result)
+        return result
+
+    def decide(
+        self,
+        requirements: TaskRequirements,
+        targets: Sequence[AnyTarget],
+        known: Sequence[Known],
+        options: PlacementOptions,
+        *,
+        task_name: str | None = None,
+        request_id: str | None = None,
+    ) -> PlacementResult:
+        """The decision itself, from capabilities already known: pure and synchronous."""
+        started = time.perf_counter()
+        strategy, handed_over_from = self._strategy(options.strategy, requirements)
+        scores = score_all(strategy, requirements, targets, known, options)
+        ranked = rank(scores, options.tie_breaker)
+        kept = ranked[: options.max_candidates] if options.max_candidates else ranked
+        chosen = kept[0] if kept else None
+        return PlacementResult(
+            request_id=request_id or str(uuid.uuid4()),
+            task_name=task_name,
+            success=chosen is not None,
+            selected=chosen,
+            reason=_reason(strategy, ranked, scores),
+            all_scores=tuple(scores),
+            alternatives=tuple(kept[1:]),
+            strategy=strategy.name,
+            mode=options.mode,
+            failure_message=None if chosen else explain.failure_message(scores),
+            decision_duration=time.perf_counter() - started,
+            handed_over_from=handed_over_from,
+            options=options,
+        )
+
+    async def acquire(
+        self,
+        result: PlacementResult,
+        acquirer: Callable[[AnyTarget], Awaitable[T]],
+    ) -> Acquisition[T]:
+        """Acquire the chosen target, falling back down the ranking.
+
+        `acquirer` returns a handle or raises `AcquireError`. A retryable failure
+        moves on to the next ranked target when `fallbackEnabled`; a fatal one, or
+        any failure with fallback off, stops at once. Every try is recorded in
+        `result.attempts`; the returned result's `selected` is the target acquired.
+        Other exceptions propagate unchanged.
+        """
+        attempts: list[Attempt] = []
+        ranked = result.ranked
+        for position, candidate in enumerate(ranked):
+            try:
+                handle = await acquirer(candidate.target)
+            except AcquireError as exc:
+                attempts.append(Attempt(candidate.id, False, str(exc), exc.retryable))
+                _log.warning("placement.acquire_failed", target=candidate.id, error=str(exc))
+                if exc.retryable and result.options.fallback_enabled:
+                    continue
+                break
+            attempts.append(Attempt(candidate.id, True))
+            won = replace(
+                result,
+                selected=candidate,
+                alternatives=ranked[position + 1 :],
+                attempts=tuple(attempts),
+            )
+            return Acquisition(won, handle)
+        return Acquisition(replace(result, attempts=tuple(attempts)), None)
+
+    # ------------------------------------------------------------------- internals
+
+    def _strategy(self, name: str, requirements: TaskRequirements) -> tuple[Strategy, str | None]:
+        strategy = self.registry.get(name)
+        if strategy.can_handle(requirements):
+            return strategy, None
+        return self.registry.get("auto"), strategy.name
+
+    def _finish(self, result: PlacementResult) -> None:
+        ms = result.decision_duration * 1000
+        chosen = result.selected
+        if chosen is None:
+            event: PlacementEvent = PlacementFailed(
+                result.request_id,
+                result.task_name,
+                result.reason,
+                result.failure_message or "",
+                ms,
+                _now(),
+            )
+        else:
+            event = PlacementCompleted(
+                result.request_id,
+                result.task_name,
+                chosen.id,
+                chosen.type,
+                result.reason,
+                chosen.score,
+                chosen.estimated_cost,
+                ms,
+                tuple(ts.id for ts in result.alternatives),
+                _now(),
+            )
+        _log.info(
+            "placement.decided",
+            request_id=result.request_id,
+            task=result.task_name,
+            strategy=result.strategy,
+            mode=result.mode.value,
+            target=chosen.id if chosen else None,
+            reason=result.reason.value,
+            score=chosen.score if chosen else 0.0,
+            candidates=len(result.all_scores),
+            duration_ms=round(ms, 3),
+        )
+        self._publish(event)
+
+    def _publish(self, event: PlacementEvent) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a subscriber must never break a placement
+                _log.exception("event.subscriber_failed", event_name=event.name)
+
+
+def score_all(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    options: PlacementOptions,
+) -> list[TargetScore]:
+    """Each target's verdict and score (0 when ineligible), in the order given."""
+    builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
+    scores = []
+    for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
+        caps = facts.capabilities
+        verdict = evaluate(target, caps, requirements, options)
+        score = 0.0
+        if verdict.eligible:
+            if builtin is not None:
+                score = builtin.rate(target, requirements, caps, verdict)
+            else:
+                score = _plugin_score(strategy, target, requirements, caps)
+        scores.append(
+            TargetScore(
+                target=target,
+                capabilities=caps,
+                eligible=verdict.eligible,
+                score=score,
+                matches=verdict.matches,
+                mismatches=verdict.mismatches,
+                preferences=verdict.preferences,
+                estimated_cost=verdict.estimated_cost,
+                index=index,
+                stale=facts.stale,
+            )
+        )
+    return scores
+
+
+def _plugin_score(
+    strategy: Strategy, target: AnyTarget, requirements: TaskRequirements, caps: Capabilities
+) -> float:
+    try:
+        score = float(strategy.score(target, requirements, caps))
+    except Exception as exc:
+        raise StrategyError(f"strategy {strategy.name!r} failed on {target.id}: {exc}") from exc
+    if not (math.isfinite(score) and 0.0 < score <= 1.0):
+        raise StrategyError(
+            f"strategy {strategy.name!r} scored {target.id} {score}; scores must be in (0, 1]"
+        )
+    return score
+
+
+def rank(scores: Sequence[TargetScore], tie_breaker: TieBreaker) -> list[TargetScore]:
+    """Eligible targets, best first: score, then preferences met, then the tie-breaker."""
+    eligible = [ts for ts in scores if ts.eligible]
+    if tie_breaker is TieBreaker.ID:
+        return sorted(
+            eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.id, ts.index)
+        )
+    return sorted(eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.index))
+
+
+def _reason(
+    strategy: Strategy, ranked: Sequence[TargetScore], scores: Sequence[TargetScore]
+) -> Reason:
+    if not ranked:
+        return failure_reason(scores)
+    if len(ranked) == 1:
+        return Reason.ONLY_OPTION
+    if isinstance(strategy, BuiltinStrategy):
+        return strategy.reason(ranked[0])
+    return Reason.HIGHEST_SCORE
+
+
+def failure_reason(scores: Sequence[TargetScore]) -> Reason:
+    """ModeRestricted when some target failed only on where the task may run."""
+    for ts in scores:
+        if ts.mismatches and all(c.kind in _MODE_KINDS for c in ts.mismatches):
+            return Reason.MODE_RESTRICTED
+    return Reason.NO_VALID_TARGET
+
+
+def _outcome(job: asyncio.Task[Capabilities | None], target: AnyTarget) -> Capabilities | None:
+    if not job.done():
+        job.cancel()
+        _log.warning("discovery.timeout", target=target.id)
+        return None
+    if job.cancelled():
+        return None
+    error = job.exception()
+    if error is not None:
+        _log.warning("discovery.failed", target=target.id, error=str(error))
+        return None
+    return job.result()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,294 @@
+"""Decisions in words and JSON: the only module that writes prose about them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from acode_placement.models import (
+    Check,
+    CheckKind,
+    GpuInfo,
+    GpuRequirement,
+    PlacementResult,
+    Reason,
+    TargetScore,
+)
+
+_AMOUNT_NAMES = {
+    CheckKind.CPU: "cpu",
+    CheckKind.MEMORY: "memoryGb",
+    CheckKind.DISK: "diskGb",
+    CheckKind.GPU_VRAM: "gpu vram",
+    CheckKind.GPU_COUNT: "gpu count",
+}
+
+_CAUSES = {
+    CheckKind.CPU: "not enough CPU",
+    CheckKind.MEMORY: "not enough memory",
+    CheckKind.DISK: "not enough disk",
+    CheckKind.GPU: "no GPU",
+    CheckKind.GPU_TYPE: "wrong GPU type",
+    CheckKind.GPU_MODEL: "wrong GPU model",
+    CheckKind.GPU_VRAM: "too little GPU memory",
+    CheckKind.GPU_COUNT: "too few GPUs",
+    CheckKind.TOOL: "missing tools",
+    CheckKind.OS: "wrong os",
+    CheckKind.ARCH: "wrong arch",
+    CheckKind.NETWORK: "no network",
+    CheckKind.RUNTIME: "runtime over the target's limit",
+    CheckKind.COST: "over maxCost",
+    CheckKind.CUSTOM: "custom requirement unmet",
+    CheckKind.AFFINITY: "not in affinity",
+    CheckKind.ANTI_AFFINITY: "excluded by antiAffinity",
+    CheckKind.ALLOW_CLOUD: "cloud not allowed",
+}
+
+
+# How hard a miss is to fix, for naming the nearest miss: a different machine is
+# needed (2), more of something (1), or only a setting or a policy differs (0).
+_SEVERITY = {
+    **dict.fromkeys((CheckKind.GPU, CheckKind.GPU_TYPE, CheckKind.GPU_MODEL), 2),
+    **dict.fromkeys((CheckKind.OS, CheckKind.ARCH), 2),
+    **dict.fromkeys((CheckKind.CPU, CheckKind.MEMORY, CheckKind.DISK, CheckKind.TOOL), 1),
+    **dict.fromkeys((CheckKind.GPU_VRAM, CheckKind.GPU_COUNT, CheckKind.NETWORK), 1),
+}
+
+
+def num(value: object) -> str:
+    """A number as people write it: 16, 0.5, 1.25 (no trailing zeros)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def money(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def _listing(values: object) -> str:
+    if isinstance(values, tuple | list):
+        return ", ".join(str(v) for v in values)
+    return str(values)
+
+
+def check_text(check: Check) -> str:
+    """One check as a short phrase with its numbers, e.g. `memoryGb 8 < 16`."""
+    kind, ok, wanted, offered = check.kind, check.ok, check.wanted, check.offered
+    if kind in _AMOUNT_NAMES:
+        name = _AMOUNT_NAMES[kind]
+        if offered is None:
+            return f"{name} unknown (needs >= {num(wanted)})"
+        text = f"{name} {num(offered)} {'>=' if ok else '<'} {num(wanted)}"
+        if kind is CheckKind.GPU_COUNT and not ok and 0 < offered < 1:
+            text += " (a fraction of one GPU)"
+        return text
+    if kind is CheckKind.GPU:
+        if isinstance(wanted, GpuRequirement):  # a preference: the whole block
+            return f"gpu {'matches' if ok else 'does not match'} {gpu_wish(wanted)}"
+        return f"gpu {gpu_text(offered)}" if ok else "no GPU"
+    if kind in (CheckKind.GPU_TYPE, CheckKind.OS, CheckKind.ARCH):
+        name = {CheckKind.GPU_TYPE: "gpu type", CheckKind.OS: "os", CheckKind.ARCH: "arch"}[kind]
+        if ok:
+            return f"{name} {offered}"
+        return (
+            f"{name} unknown (needs {wanted})"
+            if offered is None
+            else f"{name} {offered}, not {wanted}"
+        )
+    return _other_text(check)
+
+
+def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckKind)
+    kind, ok, wanted, offered, key = check.kind, check.ok, check.wanted, check.offered, check.key
+    if kind is CheckKind.GPU_MODEL:
+        if ok:
+            return f"gpu model {offered}"
+        shown = "unknown" if offered is None else offered
+        return f"gpu model {shown}, not {_listing(wanted)}"
+    if kind is CheckKind.TOOL:
+        return f"tool {key} {'found' if ok else 'missing'}"
+    if kind is CheckKind.NETWORK:
+        if ok:
+            return "outbound network"
+        return "network unknown" if offered is None else "no outbound network"
+    if kind is CheckKind.RUNTIME:
+        return f"maxRuntimeMinutes {num(wanted)} {'<=' if ok else '>'} {num(offered)}"
+    if kind is CheckKind.COST:
+        if offered is None:
+            return f"estimated cost unknown (no hourlyRate) with maxCost {money(wanted)}"
+        return f"estimated cost {money(offered)} {'<=' if ok else '>'} maxCost {money(wanted)}"
+    if kind is CheckKind.CUSTOM:
+        if ok:
+            return f"{key}={offered}"
+        return (
+            f"{key} not set (needs {wanted})"
+            if offered is None
+            else f"{key} {offered}, not {wanted}"
+        )
+    if kind is CheckKind.AFFINITY:
+        return f"{'in' if ok else 'not in'} affinity {_listing(wanted)}"
+    if kind is CheckKind.ANTI_AFFINITY:
+        return (
+            f"not in antiAffinity {_listing(wanted)}"
+            if ok
+            else f"excluded by antiAffinity {key or _listing(wanted)}"
+        )
+    if kind is CheckKind.MODE:
+        if key == "network":
+            return f"network needed but mode is {wanted}"
+        return f"excluded by mode {key}"
+    if kind is CheckKind.ALLOW_CLOUD:
+        return "cloud not allowed (allowCloud: false)"
+    return f"excluded by option {key}=false"
+
+
+def cause(check: Check) -> str:
+    """The short name of a mismatch, used to count causes over many targets."""
+    if check.kind is CheckKind.MODE:
+        if check.key == "network":
+            return f"network needed in mode {check.wanted}"
+        return f"excluded by mode {check.wanted}"
+    if check.kind is CheckKind.OPTION:
+        return f"excluded by option {check.key}=false"
+    return _CAUSES[check.kind]
+
+
+def gpu_text(gpu: object) -> str:
+    if not isinstance(gpu, GpuInfo) or gpu.count <= 0:
+        return "none"
+    count = num(gpu.count)
+    model = gpu.model or gpu.type.value
+    vram = f" {num(gpu.vram_gb)} GB" if gpu.vram_gb is not None else ""
+    return f"{count}x {model}{vram}"
+
+
+def gpu_wish(gpu: GpuRequirement) -> str:
+    parts = [f"{num(gpu.count)}x"]
+    parts.append(_listing(gpu.model) if gpu.model else gpu.type.value)
+    if gpu.min_vram is not None:
+        parts.append(f">= {num(gpu.min_vram)} GB")
+    return " ".join(parts)
+
+
+def failure_message(scores: Sequence[TargetScore]) -> str:
+    """`0/12 targets eligible: 7 no GPU, 3 over maxCost; closest: gpu-box, fails only ...`.
+
+    Each target counts once under every cause it shows, so the counts may sum to
+    more than the number of targets.
+    """
+    if not scores:
+        return "no targets to consider"
+    counts = Counter(
+        reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
+    )
+    causes = ", ".join(f"{n} {what}" for what, n in counts.most_common())
+    return f"0/{len(scores)} targets eligible: {causes}; {nearest_miss(scores)}"
+
+
+def nearest_miss(scores: Iterable[TargetScore]) -> str:
+    """The target that misses least: fewest mismatches, then the easiest to fix
+    (a policy before an amount, an amount before a different machine)."""
+    best = min(scores, key=_distance)
+    misses = [check_text(c) for c in best.mismatches]
+    if len(misses) == 1:
+        return f"closest: {best.id}, fails only {misses[0]}"
+    return f"closest: {best.id}, fails {len(misses)}: {'; '.join(misses)}"
+
+
+def _distance(ts: TargetScore) -> tuple[int, int, int]:
+    return len(ts.mismatches), sum(_SEVERITY.get(c.kind, 0) for c in ts.mismatches), ts.index
+
+
+def why(result: PlacementResult) -> str:
+    """One line saying why the selected target won, or why none could."""
+    chosen = result.selected
+    if chosen is None:
+        return result.failure_message or "no target"
+    eligible = 1 + len(result.alternatives)
+    runner = result.alternatives[0] if result.alternatives else None
+    prefix = ""
+    if result.handed_over_from:
+        prefix = f"strategy {result.handed_over_from} cannot handle this task, so auto decided: "
+    match result.reason:
+        case Reason.ONLY_OPTION:
+            text = f"the only one of {len(result.all_scores)} targets that meets every requirement"
+        case Reason.LOCAL_PREFERRED:
+            text = (
+                f"this machine meets every requirement and {result.strategy} prefers local targets"
+            )
+        case Reason.COST_OPTIMAL:
+            text = f"lowest estimated cost ${money(chosen.estimated_cost)}"
+            if runner is not None:
+                text += f" (next: {runner.id} ${money(runner.estimated_cost)})"
+        case Reason.CAPABILITY_MATCH:
+            text = f"fastest expected completion for this task ({hardware_text(chosen)})"
+            if runner is not None:
+                text += f", ahead of {runner.id}"
+        case _:
+            text = f"highest {result.strategy} score {chosen.score:.3f}"
+            if runner is not None:
+                text += f" (next: {runner.id} {runner.score:.3f})"
+    if result.reason is not Reason.ONLY_OPTION:
+        text += f"; {eligible} of {len(result.all_scores)} targets eligible"
+    return prefix + text
+
+
+def hardware_text(ts: TargetScore) -> str:
+    caps = ts.capabilities
+    parts = []
+    if caps.cpu is not None:
+        parts.append(f"{num(caps.cpu)} CPUs")
+    if caps.memory_gb is not None:
+        parts.append(f"{num(caps.memory_gb)} GB")
+    if caps.gpu is not None and caps.gpu.count > 0:
+        parts.append(gpu_text(caps.gpu))
+    return ", ".join(parts) or "capabilities unknown"
+
+
+def candidate_json(ts: TargetScore) -> dict[str, Any]:
+    return {
+        "id": ts.id,
+        "type": ts.type.value,
+        "eligible": ts.eligible,
+        "score": round(ts.score, 6),
+        "estimatedCost": ts.estimated_cost,
+        "matches": [check_text(c) for c in ts.matches],
+        "mismatches": [check_text(c) for c in ts.mismatches],
+        "preferences": {
+            "met": [check_text(c) for c in ts.preferences if c.ok],
+            "missed": [check_text(c) for c in ts.preferences if not c.ok],
+        },
+        "stale": ts.stale,
+    }
+
+
+def result_json(result: PlacementResult) -> dict[str, Any]:
+    """The contract's `place --json` object (section 5), plus a few extra keys."""
+    chosen = result.selected
+    ranked_ids = {ts.id for ts in result.ranked}
+    others = [ts for ts in result.all_scores if ts.id not in ranked_ids]
+    return {
+        "requestId": result.request_id,
+        "success": result.success,
+        "target": {"id": chosen.id, "type": chosen.type.value} if chosen else None,
+        "reason": result.reason.value,
+        "score": round(chosen.score, 6) if chosen else 0.0,
+        "strategy": result.strategy,
+        "mode": result.mode.value,
+        "estimatedCost": result.estimated_cost,
+        "decisionMs": round(result.decision_duration * 1000, 3),
+        "alternatives": [ts.id for ts in result.alternatives],
+        "candidates": [candidate_json(ts) for ts in (*result.ranked, *others)],
+        "failureMessage": result.failure_message,
+        "taskName": result.task_name,
+        "why": why(result),
+        "handedOverFrom": result.handed_over_from,
+        "attempts": [
+            {"target": a.target_id, "ok": a.ok, "error": a.error, "retryable": a.retryable}
+            for a in result.attempts
+        ],
+    }

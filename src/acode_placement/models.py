@@ -1,0 +1,487 @@
+"""Value types: what a task needs, what a target offers, what the engine decided.
+
+Inputs (requirements, capabilities, targets, settings, options) are frozen pydantic
+models, so the same validation guards the files, the Python API and, later, the
+HTTP API. Outputs (checks, scores, results, events) are frozen slotted dataclasses:
+they are built on every decision and must be cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
+from pydantic.alias_generators import to_camel
+
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9._+-]{1,64}$"
+_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+
+
+def _check_tool_name(value: str) -> str:
+    if not _TOOL_NAME.fullmatch(value):
+        raise ValueError(
+            f"invalid tool name {value!r}: use 1-64 letters, digits, '.', '_', '+' or '-'"
+        )
+    return value
+
+
+def _check_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(
+            f"invalid id {value!r}: use 1-128 letters, digits, '.', '_', ':', '/', '@' or '-',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+ToolName = Annotated[str, AfterValidator(_check_tool_name)]
+TargetId = Annotated[str, AfterValidator(_check_id)]
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+ModelNames = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...],
+    BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),
+]
+Scalar = str | int | float | bool
+
+
+class OS(enum.StrEnum):
+    LINUX = "linux"
+    WINDOWS = "windows"
+    MACOS = "macos"
+
+
+class Arch(enum.StrEnum):
+    X64 = "x64"
+    ARM64 = "arm64"
+
+
+class GpuVendor(enum.StrEnum):
+    NVIDIA = "nvidia"
+    AMD = "amd"
+    INTEL = "intel"
+    APPLE = "apple"
+
+
+class GpuTypeWanted(enum.StrEnum):
+    NVIDIA = "nvidia"
+    AMD = "amd"
+    INTEL = "intel"
+    APPLE = "apple"
+    ANY = "any"
+
+
+class Mode(enum.StrEnum):
+    LOCAL_ONLY = "local-only"
+    AIRGAPPED = "airgapped"
+    BURST = "burst"
+
+
+class TieBreaker(enum.StrEnum):
+    FIRST = "first"
+    ID = "id"
+
+
+class TargetKind(enum.StrEnum):
+    LOCAL = "local"
+    SSH = "ssh"
+    EC2 = "ec2"
+
+
+class Reason(enum.StrEnum):
+    ONLY_OPTION = "OnlyOption"
+    HIGHEST_SCORE = "HighestScore"
+    COST_OPTIMAL = "CostOptimal"
+    LOCAL_PREFERRED = "LocalPreferred"
+    CAPABILITY_MATCH = "CapabilityMatch"
+    NO_VALID_TARGET = "NoValidTarget"
+    MODE_RESTRICTED = "ModeRestricted"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------- requirements
+
+
+class GpuRequirement(_Model):
+    """A GPU need. `model` lists acceptable models; any one of them will do."""
+
+    required: bool = True
+    type: GpuTypeWanted = GpuTypeWanted.ANY
+    model: ModelNames | None = None
+    min_vram: NonNegative | None = Field(default=None, description="GB per GPU, >=")
+    count: Annotated[float, Field(gt=0)] = 1
+
+
+class Preferences(_Model):
+    """Soft wishes: each one met raises a target's score; none ever excludes it."""
+
+    cpu: NonNegative | None = None
+    memory_gb: NonNegative | None = None
+    disk_gb: NonNegative | None = None
+    gpu: GpuRequirement | None = None
+    tools: tuple[ToolName, ...] = ()
+    os: OS | None = None
+    arch: Arch | None = None
+    custom: dict[str, Scalar] = Field(default_factory=dict)
+    affinity: tuple[str, ...] = ()
+    anti_affinity: tuple[str, ...] = ()
+
+    def count(self) -> int:
+        """How many separate wishes this holds (each tool and custom key is one)."""
+        scalars = (self.cpu, self.memory_gb, self.disk_gb, self.gpu, self.os, self.arch)
+        return (
+            sum(v is not None for v in scalars)
+            + len(self.tools)
+            + len(self.custom)
+            + bool(self.affinity)
+            + bool(self.anti_affinity)
+        )
+
+
+class TaskRequirements(_Model):
+    """Hard requirements: a target that misses any one is not eligible."""
+
+    cpu: NonNegative | None = Field(default=None, description="logical CPUs, >=")
+    memory_gb: NonNegative | None = None
+    disk_gb: NonNegative | None = Field(default=None, description="free disk, >=")
+    gpu: GpuRequirement | None = None
+    tools: tuple[ToolName, ...] = ()
+    os: OS | None = None
+    arch: Arch | None = None
+    network: bool | None = Field(default=None, description="needs outbound network")
+    max_runtime_minutes: Positive | None = None
+    max_cost: NonNegative | None = Field(default=None, description="USD for one run")
+    allow_cloud: bool = True
+    custom: dict[str, Scalar] = Field(default_factory=dict)
+    affinity: tuple[str, ...] = ()
+    anti_affinity: tuple[str, ...] = ()
+    preferences: Preferences | None = None
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.gpu is not None and self.gpu.required
+
+    def wanted_tools(self) -> frozenset[str]:
+        """Every tool named as a requirement or a preference."""
+        prefs = self.preferences.tools if self.preferences else ()
+        return frozenset(self.tools) | frozenset(prefs)
+
+
+class Task(_Model):
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    requirements: TaskRequirements = Field(default_factory=TaskRequirements)
+
+
+# --------------------------------------------------------------------- capabilities
+
+
+class GpuInfo(_Model):
+    """GPUs of one kind on a target. `count` below 1 is a fraction of one GPU."""
+
+    type: GpuVendor
+    model: str | None = None
+    vram_gb: NonNegative | None = Field(default=None, description="GB per GPU")
+    count: NonNegative = 1
+
+
+class Capabilities(_Model):
+    """What a target offers. None means not known, which never meets a requirement."""
+
+    cpu: NonNegative | None = None
+    memory_gb: NonNegative | None = None
+    disk_gb: NonNegative | None = None
+    gpu: GpuInfo | None = None
+    tools: tuple[ToolName, ...] = ()
+    os: OS | None = None
+    arch: Arch | None = None
+    network: bool | None = None
+    max_runtime_minutes: Positive | None = None
+    custom: dict[str, Scalar] = Field(default_factory=dict)
+    discovered_at: datetime | None = None
+
+    def merged_over(self, declared: Capabilities | None) -> Capabilities:
+        """These (discovered) values, with `declared` filling what is unknown."""
+        if declared is None:
+            return self
+        mine = self.model_dump(exclude_none=True, by_alias=False)
+        base = declared.model_dump(exclude_none=True, by_alias=False)
+        if "tools" in mine or "tools" in base:
+            mine["tools"] = tuple(sorted({*base.get("tools", ()), *mine.get("tools", ())}))
+        mine["custom"] = {**base.get("custom", {}), **mine.get("custom", {})}
+        return Capabilities.model_validate({**base, **mine})
+
+
+# -------------------------------------------------------------------------- targets
+
+
+class _TargetBase(_Model):
+    type: str
+    id: TargetId
+    labels: dict[str, str] = Field(default_factory=dict)
+    hourly_rate: NonNegative | None = Field(default=None, description="USD per hour")
+    capabilities: Capabilities | None = None
+
+    @property
+    def kind(self) -> TargetKind:
+        return TargetKind(self.type)
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind is TargetKind.LOCAL
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.kind is TargetKind.EC2
+
+
+class LocalTarget(_TargetBase):
+    """This machine."""
+
+    type: Literal["local"] = "local"
+
+
+class SshTarget(_TargetBase):
+    """A machine reached over SSH: remote, owned, not cloud."""
+
+    type: Literal["ssh"] = "ssh"
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str | None = None
+    identity_file: str | None = None
+
+
+class Ec2Target(_TargetBase):
+    """One AWS EC2 instance type in one region: cloud."""
+
+    type: Literal["ec2"] = "ec2"
+    instance_type: Annotated[str, Field(min_length=1)]
+    region: Annotated[str, Field(min_length=1)] = "us-east-1"
+
+
+Target = Annotated[LocalTarget | SshTarget | Ec2Target, Field(discriminator="type")]
+AnyTarget = LocalTarget | SshTarget | Ec2Target
+
+
+# ------------------------------------------------------------------ settings/options
+
+
+class PlacementSettings(_Model):
+    """The `placement:` settings file."""
+
+    strategy: Annotated[str, Field(min_length=1)] = "auto"
+    mode: Mode = Mode.BURST
+    fallback_enabled: bool = True
+    discovery_enabled: bool = True
+    cache_minutes: NonNegative = 5
+    tie_breaker: TieBreaker = TieBreaker.FIRST
+    default_runtime_minutes: Positive = 60
+    history: str = "sqlite:///~/.local/share/acode-placement/history.db"
+
+
+class PlacementOptions(_Model):
+    """How one decision is made. `decision_timeout` is in seconds."""
+
+    strategy: Annotated[str, Field(min_length=1)] = "auto"
+    mode: Mode = Mode.BURST
+    fallback_enabled: bool = True
+    include_local: bool = True
+    include_cloud: bool = True
+    max_candidates: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="at most this many ranked targets kept for fallback"
+    )
+    decision_timeout: Positive = 5.0
+    tie_breaker: TieBreaker = TieBreaker.FIRST
+    default_runtime_minutes: Positive = 60
+    discovery_enabled: bool = True
+
+
+# -------------------------------------------------------------------------- outputs
+
+
+class CheckKind(enum.StrEnum):
+    """What one check compared. Prose for each lives in `explain`."""
+
+    CPU = "cpu"
+    MEMORY = "memoryGb"
+    DISK = "diskGb"
+    GPU = "gpu"
+    GPU_TYPE = "gpuType"
+    GPU_MODEL = "gpuModel"
+    GPU_VRAM = "gpuVram"
+    GPU_COUNT = "gpuCount"
+    TOOL = "tool"
+    OS = "os"
+    ARCH = "arch"
+    NETWORK = "network"
+    RUNTIME = "maxRuntimeMinutes"
+    COST = "maxCost"
+    CUSTOM = "custom"
+    AFFINITY = "affinity"
+    ANTI_AFFINITY = "antiAffinity"
+    MODE = "mode"
+    ALLOW_CLOUD = "allowCloud"
+    OPTION = "option"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One requirement (or preference) against one target.
+
+    `wanted` is what the task asked, `offered` what the target has (None: unknown).
+    `key` names the sub-item: a tool, a custom key, a mode or an option name.
+    """
+
+    kind: CheckKind
+    ok: bool
+    wanted: Any = None
+    offered: Any = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetScore:
+    """One target's verdict. `score` is in (0, 1] when eligible, else 0."""
+
+    target: AnyTarget
+    capabilities: Capabilities
+    eligible: bool
+    score: float
+    matches: tuple[Check, ...]
+    mismatches: tuple[Check, ...]
+    preferences: tuple[Check, ...] = ()
+    estimated_cost: float | None = None
+    index: int = 0
+    stale: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+    @property
+    def type(self) -> TargetKind:
+        return self.target.kind
+
+    @property
+    def preference_fraction(self) -> float:
+        """Share of soft preferences met, 0 when none were given."""
+        if not self.preferences:
+            return 0.0
+        return sum(c.ok for c in self.preferences) / len(self.preferences)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try to acquire a ranked target (see `PlacementEngine.acquire`)."""
+
+    target_id: str
+    ok: bool
+    error: str | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementResult:
+    """The decision. `selected` is None exactly when `success` is False.
+
+    `alternatives` are the other eligible targets in rank order (the fallback
+    order); `all_scores` holds every target in the order of the targets given.
+    `decision_duration` is in seconds. `handed_over_from` names a strategy that
+    could not handle the request and passed it to auto.
+    """
+
+    request_id: str
+    task_name: str | None
+    success: bool
+    selected: TargetScore | None
+    reason: Reason
+    all_scores: tuple[TargetScore, ...]
+    alternatives: tuple[TargetScore, ...]
+    strategy: str
+    mode: Mode
+    failure_message: str | None = None
+    decision_duration: float = 0.0
+    handed_over_from: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+    options: PlacementOptions = field(default_factory=PlacementOptions)
+
+    @property
+    def selected_target(self) -> AnyTarget | None:
+        return self.selected.target if self.selected else None
+
+    @property
+    def estimated_cost(self) -> float | None:
+        return self.selected.estimated_cost if self.selected else None
+
+    @property
+    def ranked(self) -> tuple[TargetScore, ...]:
+        """Every eligible target kept, best first."""
+        return ((self.selected,) if self.selected else ()) + self.alternatives
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementStarted:
+    request_id: str
+    task_name: str | None
+    strategy: str
+    mode: Mode
+    target_count: int
+    timestamp: datetime
+    name: str = field(default="PlacementStarted", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementCompleted:
+    request_id: str
+    task_name: str | None
+    target_id: str
+    target_type: TargetKind
+    reason: Reason
+    score: float
+    estimated_cost: float | None
+    duration_ms: float
+    alternatives: tuple[str, ...]
+    timestamp: datetime
+    name: str = field(default="PlacementCompleted", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementFailed:
+    request_id: str
+    task_name: str | None
+    reason: Reason
+    failure_message: str
+    duration_ms: float
+    timestamp: datetime
+    name: str = field(default="PlacementFailed", init=False)
+
+
+PlacementEvent = PlacementStarted | PlacementCompleted | PlacementFailed

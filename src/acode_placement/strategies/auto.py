@@ -1,0 +1,44 @@
+"""auto: an eligible local target if any; otherwise the best balance of cost and speed."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from acode_placement.matching import Verdict
+from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
+from acode_placement.strategies.base import (
+    BuiltinStrategy,
+    banded,
+    cost_metric,
+    performance_metric,
+    preference_share,
+)
+
+# Among remote targets: cost and speed weigh alike; preferences count too.
+_COST, _SPEED, _PREFERENCES = 0.45, 0.45, 0.10
+
+
+class Auto(BuiltinStrategy):
+    name: ClassVar[str] = "auto"
+    description: ClassVar[str] = (
+        "an eligible local target if any; otherwise the best balance of cost and performance"
+    )
+
+    def rate(
+        self,
+        target: AnyTarget,
+        requirements: TaskRequirements,
+        capabilities: Capabilities,
+        verdict: Verdict,
+    ) -> float:
+        prefs = preference_share(verdict)
+        speed = performance_metric(target, requirements, capabilities, verdict)
+        if target.is_local:
+            return banded(2, 2, speed, prefs)
+        balance = (
+            _COST * cost_metric(verdict.estimated_cost) + _SPEED * speed + _PREFERENCES * prefs
+        )
+        return banded(1, 2, balance, prefs)
+
+    def reason(self, selected: TargetScore) -> Reason:
+        return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.HIGHEST_SCORE

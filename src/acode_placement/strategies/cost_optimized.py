@@ -1,0 +1,26 @@
+"""cost-optimized: the lowest estimated cost of one run."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from acode_placement.matching import Verdict
+from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
+from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric, preference_share
+
+
+class CostOptimized(BuiltinStrategy):
+    name: ClassVar[str] = "cost-optimized"
+    description: ClassVar[str] = "the lowest estimated cost (hourlyRate x runtime)"
+
+    def rate(
+        self,
+        target: AnyTarget,
+        requirements: TaskRequirements,
+        capabilities: Capabilities,
+        verdict: Verdict,
+    ) -> float:
+        return banded(1, 1, cost_metric(verdict.estimated_cost), preference_share(verdict))
+
+    def reason(self, selected: TargetScore) -> Reason:
+        return Reason.COST_OPTIMAL

@@ -1,0 +1,37 @@
+"""local-first: an eligible local target if any; otherwise the cheapest remote one."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from acode_placement.matching import Verdict
+from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
+from acode_placement.strategies.base import (
+    BuiltinStrategy,
+    banded,
+    cost_metric,
+    performance_metric,
+    preference_share,
+)
+
+
+class LocalFirst(BuiltinStrategy):
+    name: ClassVar[str] = "local-first"
+    description: ClassVar[str] = "a local target if any; else the cheapest remote one"
+
+    def rate(
+        self,
+        target: AnyTarget,
+        requirements: TaskRequirements,
+        capabilities: Capabilities,
+        verdict: Verdict,
+    ) -> float:
+        prefs = preference_share(verdict)
+        if target.is_local:
+            return banded(
+                2, 2, performance_metric(target, requirements, capabilities, verdict), prefs
+            )
+        return banded(1, 2, cost_metric(verdict.estimated_cost), prefs)
+
+    def reason(self, selected: TargetScore) -> Reason:
+        return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.COST_OPTIMAL

@@ -1,0 +1,34 @@
+"""performance: the fastest expected completion, start-up latency included."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from acode_placement.matching import Verdict
+from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
+from acode_placement.strategies.base import (
+    BuiltinStrategy,
+    banded,
+    performance_metric,
+    preference_share,
+)
+
+
+class Performance(BuiltinStrategy):
+    name: ClassVar[str] = "performance"
+    description: ClassVar[str] = (
+        "the fastest expected completion: most capable hardware, start-up latency counted"
+    )
+
+    def rate(
+        self,
+        target: AnyTarget,
+        requirements: TaskRequirements,
+        capabilities: Capabilities,
+        verdict: Verdict,
+    ) -> float:
+        metric = performance_metric(target, requirements, capabilities, verdict)
+        return banded(1, 1, metric, preference_share(verdict))
+
+    def reason(self, selected: TargetScore) -> Reason:
+        return Reason.CAPABILITY_MATCH

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from acode_placement.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FLEET = FIXTURES / "fleet.yaml"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's own settings, targets or environment."""
+    home = tmp_path_factory.mktemp("config-home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("ACODE_PLACEMENT_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, Any], Path]:
+    """Write a YAML document (or raw text) to a file under tmp_path."""
+
+    def _write(name: str, content: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return path
+
+    return _write
+
+
+class Cli:
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str | Path) -> tuple[int, str, str]:
+        result = self.runner.invoke(app, [str(a) for a in args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    def json(self, *args: str | Path) -> tuple[int, dict[str, Any]]:
+        code, out, err = self(*args, "--json")
+        assert out, f"no output; stderr: {err}"
+        return code, json.loads(out)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
