@@ -48,13 +48,20 @@ CASES = [
     Case("local-first-cheapest-remote", GPU16, "gpu-box", "CostOptimal", strategy="local-first"),
     Case(
         "local-first-cheapest-cloud",
-        {"arch": "x64", "cpu": 12, "allowCloud": True, "antiAffinity": ["pool=ci", "gpu-box", "amd-box"]},
+        {
+            "arch": "x64",
+            "cpu": 12,
+            "allowCloud": True,
+            "antiAffinity": ["pool=ci", "gpu-box", "amd-box"],
+        },
         "aws-c6i-4xlarge",
         "CostOptimal",
         strategy="local-first",
     ),
     # cloud-first: cloud first, cheapest first; then ssh; then local
-    Case("cloud-first-cheapest-cloud", SMALL, "aws-g6f-large", "HighestScore", strategy="cloud-first"),
+    Case(
+        "cloud-first-cheapest-cloud", SMALL, "aws-g6f-large", "HighestScore", strategy="cloud-first"
+    ),
     Case("cloud-first-gpu", GPU16, "aws-g4dn-xlarge", "HighestScore", strategy="cloud-first"),
     Case(
         "cloud-first-then-ssh",
@@ -169,8 +176,15 @@ CASES = [
 def test_scenario(case: Case, cli: Cli, write: Callable[[str, Any], Path]) -> None:
     task = write("task.yaml", {"task": {"name": case.id, "requirements": case.requirements}})
     code, out = cli.json(
-        "place", task, "--targets", FLEET, "--no-discovery",
-        "--strategy", case.strategy, "--mode", case.mode,
+        "place",
+        task,
+        "--targets",
+        FLEET,
+        "--no-discovery",
+        "--strategy",
+        case.strategy,
+        "--mode",
+        case.mode,
     )
     assert (code, out["reason"]) == (case.exit, case.reason), out.get("failureMessage")
     assert out["success"] is (case.target is not None)

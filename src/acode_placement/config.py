@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from acode_placement.errors import InputError
+from acode_placement.explain import num
 from acode_placement.models import AnyTarget, PlacementSettings, Target, Task
 
 M = TypeVar("M", bound=BaseModel)
@@ -117,7 +118,7 @@ def parse(text: str, source: str, model: type[M]) -> Loaded[M]:
     try:
         value = model.model_validate(data, by_name=False)
     except ValidationError as exc:
-        raise InputError(_describe(exc.errors()[0], source, lines, data, model)) from None
+        raise InputError(_describe(_first(exc), source, lines, data, model)) from None
     return Loaded(value, source, lines)
 
 
@@ -135,7 +136,10 @@ def _read(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
 
 
 # ------------------------------------------------------------------------ YAML nodes
@@ -192,6 +196,12 @@ def _walk(
 # -------------------------------------------------------------------------- errors
 
 
+def _first(exc: ValidationError) -> ErrorDetails:
+    """The error to show: an unknown key first, as it often explains a missing one."""
+    errors = exc.errors()
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
 def _describe(
     error: ErrorDetails, source: str, lines: Mapping[Path_, int], data: Any, model: type[BaseModel]
 ) -> str:
@@ -232,7 +242,7 @@ def _message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel]
             "less_than": "<",
         }[kind]
         bound = next(iter(ctx.values()))
-        return f"must be {op} {bound}, got {_show(given)}"
+        return f"must be {op} {num(bound)}, got {_show(given)}"
     if kind == "string_too_short":
         return "must not be empty"
     if kind in ("enum", "literal_error"):
@@ -254,8 +264,9 @@ def _message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel]
 
 
 def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
+    by_lower = {c.lower().replace("_", ""): c for c in choices}
+    close = difflib.get_close_matches(word.lower().replace("_", ""), by_lower, n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[close[0]]}?" if close else ""
 
 
 def _allowed_keys(model: type[BaseModel], path: Path_, data: Any) -> list[str]:

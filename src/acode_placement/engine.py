@@ -358,7 +358,7 @@ def _plugin_score(
 def rank(scores: Sequence[TargetScore], tie_breaker: TieBreaker) -> list[TargetScore]:
     """Eligible targets, best first: score, then preferences met, then the tie-breaker."""
     eligible = [ts for ts in scores if ts.eligible]
-    if tie_breaker is TieBreaker.ID:
+    if tie_breaker == TieBreaker.ID:
         return sorted(
             eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.id, ts.index)
         )

@@ -65,6 +65,13 @@ def num(value: object) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def _scalar(value: object) -> str:
+    """A label or custom value as YAML writes it (true, not True)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return num(value)
+
+
 def money(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.2f}"
 
@@ -123,12 +130,10 @@ def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckK
         return f"estimated cost {money(offered)} {'<=' if ok else '>'} maxCost {money(wanted)}"
     if kind is CheckKind.CUSTOM:
         if ok:
-            return f"{key}={offered}"
-        return (
-            f"{key} not set (needs {wanted})"
-            if offered is None
-            else f"{key} {offered}, not {wanted}"
-        )
+            return f"{key}={_scalar(offered)}"
+        if offered is None:
+            return f"{key} not set (needs {_scalar(wanted)})"
+        return f"{key} {_scalar(offered)}, not {_scalar(wanted)}"
     if kind is CheckKind.AFFINITY:
         return f"{'in' if ok else 'not in'} affinity {_listing(wanted)}"
     if kind is CheckKind.ANTI_AFFINITY:

@@ -1,0 +1,295 @@
+"""The command line: outputs, exit codes, and bad input as one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES, FLEET, Cli
+
+Write = Callable[[str, Any], Path]
+GOOD_TASK = {"task": {"name": "t", "requirements": {"cpu": 2, "os": "linux"}}}
+
+
+def command() -> list[str]:
+    script = shutil.which("acode-placement", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "acode_placement"]
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+class TestBadInputFromTheRealCommand:
+    """Each gives one clear line on stderr, exit status 2, and no traceback."""
+
+    CASES = [
+        (
+            "misspelt-key",
+            "task:\n  name: t\n  requirements:\n    memroyGb: 16\n",
+            [],
+            "task.yaml:4: requirements.memroyGb: unknown key; did you mean memoryGb?",
+        ),
+        (
+            "wrong-type",
+            "task:\n  name: t\n  requirements:\n    cpu: [1]\n",
+            [],
+            "task.yaml:4: requirements.cpu: ",
+        ),
+        (
+            "negative",
+            "task:\n  name: t\n  requirements:\n    diskGb: -1\n",
+            [],
+            "task.yaml:4: requirements.diskGb: must be >= 0, got -1",
+        ),
+        (
+            "shell-tool",
+            "task:\n  name: t\n  requirements:\n    tools: ['git; rm -rf ~']\n",
+            [],
+            "invalid tool name 'git; rm -rf ~'",
+        ),
+        ("empty-file", "", [], "task.yaml:1: empty file"),
+        (
+            "unknown-strategy",
+            None,
+            ["--strategy", "cheapest"],
+            "--strategy: unknown strategy 'cheapest'; available: auto, cloud-first, cost-optimized,"
+            " local-first, performance",
+        ),
+        (
+            "unknown-mode",
+            None,
+            ["--mode", "cloud"],
+            "--mode: unknown mode 'cloud'; available: airgapped, burst, local-only",
+        ),
+    ]
+
+    @pytest.mark.parametrize(
+        ("content", "extra", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+    )
+    def test_bad_task(
+        self, write: Write, content: str | None, extra: list[str], expected: str
+    ) -> None:
+        task = write("task.yaml", GOOD_TASK if content is None else content)
+        done = run("place", task, "--targets", FLEET, "--no-discovery", *extra)
+        self.assert_one_line(done, expected)
+
+    def test_binary_task_file(self, tmp_path: Path) -> None:
+        task = tmp_path / "task.yaml"
+        task.write_bytes(bytes(range(256)))
+        self.assert_one_line(run("place", task), "task.yaml: binary file, not YAML")
+
+    def test_duplicate_ids(self, write: Write) -> None:
+        targets = write(
+            "targets.yaml", "targets:\n  - {id: a, type: local}\n  - {id: a, type: ssh, host: h}\n"
+        )
+        done = run("place", write("task.yaml", GOOD_TASK), "--targets", targets)
+        self.assert_one_line(
+            done, "targets.yaml:3: targets[1].id: duplicate id 'a' (first at line 2)"
+        )
+
+    def test_missing_task_file(self, tmp_path: Path) -> None:
+        self.assert_one_line(run("explain", tmp_path / "nope.yaml"), "nope.yaml: no such file")
+
+    def test_unknown_strategy_in_settings_names_the_file(self, write: Write) -> None:
+        config = write("placement.yaml", {"placement": {"strategy": "fastest"}})
+        done = run("place", write("task.yaml", GOOD_TASK), "--config", config)
+        self.assert_one_line(done, "placement.yaml: unknown strategy 'fastest'")
+
+    @staticmethod
+    def assert_one_line(done: subprocess.CompletedProcess[str], expected: str) -> None:
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("acode-placement: error: ")
+        assert expected in lines[0]
+        assert done.stdout == ""
+
+
+class TestPlace:
+    def test_examples_main_job(self) -> None:
+        done = run(
+            "place",
+            EXAMPLES / "tasks" / "build-ml-model.yaml",
+            "--targets",
+            EXAMPLES / "targets.yaml",
+            "--config",
+            EXAMPLES / "placement.yaml",
+        )
+        assert done.returncode == 0, done.stderr
+        first, why = done.stdout.splitlines()[:2]
+        assert first.startswith("gpu-box (ssh)  score ")
+        assert why.startswith("why: highest auto score ")
+        assert "\x1b[" not in done.stdout  # no colour when piped
+
+    def test_json_is_the_contract_object(self, cli: Cli) -> None:
+        code, out = cli.json(
+            "place", EXAMPLES / "tasks" / "docker-build.yaml", "--targets", FLEET, "--no-discovery"
+        )
+        assert code == 0
+        assert set(out) >= {
+            "requestId",
+            "success",
+            "target",
+            "reason",
+            "score",
+            "strategy",
+            "mode",
+            "estimatedCost",
+            "decisionMs",
+            "alternatives",
+            "candidates",
+            "failureMessage",
+        }
+        assert (out["target"], out["reason"]) == (
+            {"id": "laptop", "type": "local"},
+            "LocalPreferred",
+        )
+        build_box = next(c for c in out["candidates"] if c["id"] == "build-box")
+        assert set(build_box) >= {"id", "type", "eligible", "score", "matches", "mismatches"}
+        assert "cpu 16 >= 4" in build_box["matches"]
+        assert build_box["preferences"]["met"] == ["cpu 16 >= 16", "in affinity pool=ci"]
+
+    def test_failure_exits_1_with_counted_causes(self, cli: Cli) -> None:
+        code, out, _ = cli(
+            "place", EXAMPLES / "tasks" / "impossible.yaml", "--targets", FLEET, "--no-discovery"
+        )
+        assert code == 1
+        assert out.startswith("no target (NoValidTarget): 0/14 targets eligible: ")
+
+    def test_tie_breaker_from_settings(self, cli: Cli, write: Write) -> None:
+        targets = write(
+            "t.yaml",
+            {
+                "targets": [
+                    {"id": "zeta", "type": "ssh", "host": "z", "capabilities": {"cpu": 4}},
+                    {"id": "alpha", "type": "ssh", "host": "a", "capabilities": {"cpu": 4}},
+                ]
+            },
+        )
+        task = write("task.yaml", GOOD_TASK | {"task": {"name": "t"}})
+        by_id = write("p.yaml", {"placement": {"tieBreaker": "id"}})
+        assert cli.json("place", task, "--targets", targets)[1]["target"]["id"] == "zeta"
+        assert (
+            cli.json("place", task, "--targets", targets, "--config", by_id)[1]["target"]["id"]
+            == "alpha"
+        )
+
+    def test_flags_override_settings(self, cli: Cli, write: Write) -> None:
+        config = write("p.yaml", {"placement": {"strategy": "performance", "mode": "local-only"}})
+        task = write("task.yaml", GOOD_TASK)
+        _, out = cli.json("place", task, "--targets", FLEET, "--no-discovery", "--config", config)
+        assert (out["strategy"], out["mode"]) == ("performance", "local-only")
+        _, out = cli.json(
+            "place",
+            task,
+            "--targets",
+            FLEET,
+            "--no-discovery",
+            "--config",
+            config,
+            "--strategy",
+            "cloud-first",
+            "--mode",
+            "burst",
+        )
+        assert (out["strategy"], out["mode"], out["target"]["id"]) == (
+            "cloud-first",
+            "burst",
+            "aws-g6f-large",
+        )
+
+    def test_targets_file_from_environment(
+        self, cli: Cli, write: Write, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("ACODE_PLACEMENT_TARGETS", str(FLEET))
+        _, out = cli.json("place", write("task.yaml", GOOD_TASK), "--no-discovery")
+        assert len(out["candidates"]) == 14
+
+    def test_without_targets_this_machine_alone(self, cli: Cli, write: Write) -> None:
+        task = write("task.yaml", {"task": {"name": "t", "requirements": {"cpu": 1}}})
+        code, out = cli.json("place", task)
+        assert code == 0
+        assert out["target"] == {"id": "local", "type": "local"}
+        assert out["reason"] == "OnlyOption"
+
+
+class TestExplain:
+    def test_table_lists_every_target(self, cli: Cli) -> None:
+        code, out, _ = cli(
+            "explain",
+            EXAMPLES / "tasks" / "build-ml-model.yaml",
+            "--targets",
+            FLEET,
+            "--no-discovery",
+        )
+        assert code == 0
+        for target in ("laptop", "gpu-box", "aws-p5-48xlarge", "aws-g6f-large"):
+            assert target in out
+        assert "not eligible" in out
+        assert "gpu count 0.125 < 1 (a fraction of one GPU)" in out
+        assert out.splitlines()[-3].startswith("gpu-box (ssh)")
+
+
+class TestOtherCommands:
+    def test_strategies(self, cli: Cli) -> None:
+        code, out, _ = cli("strategies")
+        assert code == 0
+        for name in ("auto", "local-first", "cloud-first", "cost-optimized", "performance"):
+            assert name in out
+        _, data = cli.json("strategies")
+        assert [s["name"] for s in data["strategies"]][:5] == [
+            "auto",
+            "local-first",
+            "cloud-first",
+            "cost-optimized",
+            "performance",
+        ]
+
+    def test_targets_json_hides_key_paths(self, cli: Cli) -> None:
+        code, out = cli.json("targets", "--targets", EXAMPLES / "targets.yaml", "--no-discovery")
+        assert code == 0
+        by_id = {t["id"]: t for t in out}
+        assert "identityFile" not in by_id["build-box"]
+        assert by_id["aws-g5-xlarge"]["hourlyRate"] == 1.006
+        assert by_id["gpu-box"]["capabilities"]["gpu"]["model"] == "RTX 4090"
+
+    def test_targets_discovers_this_machine(self, cli: Cli) -> None:
+        _, out = cli.json("targets")
+        (local,) = out
+        assert local["capabilities"]["cpu"] >= 1
+        assert local["capabilities"]["memoryGb"] > 0
+
+    @pytest.mark.parametrize("kind", ["task", "targets", "settings"])
+    def test_schema_matches_the_committed_file(self, cli: Cli, kind: str) -> None:
+        code, out, _ = cli("schema", kind)
+        assert code == 0
+        document = json.loads(out)
+        committed = Path(__file__).parent.parent / "schemas" / f"{kind}.schema.json"
+        assert document == json.loads(committed.read_text()), (
+            f"regenerate: acode-placement schema {kind} > schemas/{kind}.schema.json"
+        )
+
+    def test_schema_describes_the_file(self, cli: Cli) -> None:
+        task = json.loads(cli("schema", "task")[1])
+        reqs = task["$defs"]["TaskRequirements"]["properties"]
+        assert {"memoryGb", "maxRuntimeMinutes", "antiAffinity", "gpu"} <= set(reqs)
+        assert task["$defs"]["TaskRequirements"]["additionalProperties"] is False
+        code, _, err = cli("schema", "tasks")
+        assert code == 2 and "unknown schema 'tasks'" in err

@@ -1,0 +1,224 @@
+"""Invariants over generated fleets and tasks (hypothesis)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acode_placement import (
+    Capabilities,
+    Ec2Target,
+    LocalTarget,
+    PlacementEngine,
+    PlacementOptions,
+    SshTarget,
+    TaskRequirements,
+)
+from acode_placement.models import AnyTarget, GpuInfo, TieBreaker
+
+STRATEGIES = ["auto", "local-first", "cloud-first", "cost-optimized", "performance"]
+MODES = ["burst", "local-only", "airgapped"]
+TOOLS = ["git", "docker", "python3", "make"]
+ENGINE = PlacementEngine()
+
+gpus = st.one_of(
+    st.none(),
+    st.builds(
+        GpuInfo,
+        type=st.sampled_from(["nvidia", "amd"]),
+        model=st.sampled_from(["T4", "A10G", "A100-80GB", "H100", "Radeon Pro V520"]),
+        vram_gb=st.sampled_from([8, 16, 24, 40, 80]),
+        count=st.sampled_from([0.125, 1, 2, 8]),
+    ),
+)
+capabilities = st.builds(
+    Capabilities,
+    cpu=st.one_of(st.none(), st.integers(1, 128)),
+    memory_gb=st.one_of(st.none(), st.sampled_from([2, 8, 16, 64, 512])),
+    disk_gb=st.one_of(st.none(), st.sampled_from([10, 100, 1000])),
+    gpu=gpus,
+    tools=st.lists(st.sampled_from(TOOLS), unique=True).map(tuple),
+    os=st.sampled_from(["linux", "linux", "macos", "windows"]),
+    arch=st.sampled_from(["x64", "arm64"]),
+    network=st.booleans(),
+    max_runtime_minutes=st.one_of(st.none(), st.sampled_from([30, 120, 480])),
+)
+rates = st.one_of(st.none(), st.sampled_from([0.0, 0.2, 0.526, 1.006, 3.5, 21.96]))
+labels = st.dictionaries(st.sampled_from(["pool", "zone"]), st.sampled_from(["a", "b"]), max_size=2)
+
+
+@st.composite
+def fleets(draw: Any) -> list[AnyTarget]:
+    count = draw(st.integers(1, 12))
+    targets: list[AnyTarget] = []
+    for i in range(count):
+        kind = draw(st.sampled_from(["local", "ssh", "ssh", "ec2", "ec2"]))
+        common = {
+            "id": f"t{i}",
+            "capabilities": draw(capabilities),
+            "labels": draw(labels),
+            "hourly_rate": draw(rates),
+        }
+        if kind == "local":
+            targets.append(LocalTarget(**common))
+        elif kind == "ssh":
+            targets.append(SshTarget(host=f"h{i}", **common))
+        else:
+            targets.append(Ec2Target(instance_type="m.x", **common))
+    return targets
+
+
+requirements = st.builds(
+    TaskRequirements,
+    cpu=st.one_of(st.none(), st.integers(1, 64)),
+    memory_gb=st.one_of(st.none(), st.sampled_from([1, 8, 32])),
+    gpu=st.one_of(
+        st.none(),
+        st.builds(
+            dict,
+            type=st.sampled_from(["any", "nvidia", "amd"]),
+            min_vram=st.one_of(st.none(), st.sampled_from([8, 16, 40])),
+        ),
+    ),
+    tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True).map(tuple),
+    os=st.one_of(st.none(), st.just("linux")),
+    network=st.one_of(st.none(), st.booleans()),
+    max_runtime_minutes=st.one_of(st.none(), st.sampled_from([20, 60, 240])),
+    max_cost=st.one_of(st.none(), st.sampled_from([0.5, 5.0, 50.0])),
+    allow_cloud=st.booleans(),
+    custom=st.one_of(st.just({}), st.just({"pool": "a"})),
+    preferences=st.one_of(
+        st.none(),
+        st.builds(
+            dict,
+            memory_gb=st.one_of(st.none(), st.just(64)),
+            tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True),
+            affinity=st.one_of(st.just([]), st.just(["zone=b"])),
+        ),
+    ),
+)
+options = st.builds(
+    PlacementOptions,
+    strategy=st.sampled_from(STRATEGIES),
+    mode=st.sampled_from(MODES),
+    tie_breaker=st.sampled_from(["first", "id"]),
+    discovery_enabled=st.just(False),
+)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def place(req: TaskRequirements, targets: list[AnyTarget], opts: PlacementOptions) -> Any:
+    return asyncio.run(ENGINE.place(req, targets, opts))
+
+
+def violations(req: TaskRequirements, target: AnyTarget, opts: PlacementOptions) -> list[str]:
+    """An oracle written apart from `matching`: the contract's hard rules, plainly."""
+    caps = target.capabilities or Capabilities()
+    bad = []
+    for name in ("cpu", "memory_gb", "disk_gb"):
+        wanted = getattr(req, name)
+        if wanted is not None and (getattr(caps, name) is None or getattr(caps, name) < wanted):
+            bad.append(name)
+    if req.gpu is not None and req.gpu.required:
+        gpu = caps.gpu
+        if gpu is None or gpu.count < req.gpu.count:
+            bad.append("gpu")
+        elif req.gpu.type.value != "any" and gpu.type.value != req.gpu.type.value:
+            bad.append("gpu type")
+        elif req.gpu.min_vram is not None and (gpu.vram_gb or 0) < req.gpu.min_vram:
+            bad.append("vram")
+    bad += [f"tool {t}" for t in req.tools if t not in caps.tools]
+    if req.os is not None and caps.os != req.os:
+        bad.append("os")
+    if req.network and caps.network is not True:
+        bad.append("network")
+    runtime = req.max_runtime_minutes
+    if runtime and caps.max_runtime_minutes and runtime > caps.max_runtime_minutes:
+        bad.append("runtime")
+    if req.max_cost is not None:
+        rate = (
+            target.hourly_rate
+            if target.hourly_rate is not None
+            else (None if target.is_cloud else 0.0)
+        )
+        minutes = runtime or opts.default_runtime_minutes
+        if rate is None or rate * minutes / 60 > req.max_cost:
+            bad.append("cost")
+    if not req.allow_cloud and target.is_cloud:
+        bad.append("allowCloud")
+    if opts.mode.value != "burst" and not target.is_local:
+        bad.append("mode")
+    if opts.mode.value == "airgapped" and req.network:
+        bad.append("airgapped network")
+    bad += [f"custom {k}" for k, v in req.custom.items() if target.labels.get(k) != v]
+    return bad
+
+
+@SETTINGS
+@given(fleets(), requirements, options)
+def test_chosen_target_never_violates_a_hard_requirement(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    result = place(req, targets, opts)
+    eligible = {t.id for t in targets if not violations(req, t, opts)}
+    assert {s.id for s in result.all_scores if s.eligible} == eligible
+    if result.success:
+        assert violations(req, result.selected_target, opts) == []
+        assert 0 < result.selected.score <= 1
+        assert result.selected.score == max(s.score for s in result.all_scores)
+    else:
+        assert not eligible and result.failure_message
+
+
+@SETTINGS
+@given(fleets(), requirements, options)
+def test_same_input_same_choice(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    first, second = place(req, targets, opts), place(req, targets, opts)
+    assert [t.id for t in first.ranked] == [t.id for t in second.ranked]
+    assert [s.score for s in first.all_scores] == [s.score for s in second.all_scores]
+    assert first.reason == second.reason
+
+
+@SETTINGS
+@given(fleets(), requirements, options, st.randoms(use_true_random=False))
+def test_tie_breaker_id_makes_file_order_irrelevant(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, rng: random.Random
+) -> None:
+    opts = opts.model_copy(update={"tie_breaker": TieBreaker.ID})
+    shuffled = targets[:]
+    rng.shuffle(shuffled)
+    assert [t.id for t in place(req, targets, opts).ranked] == [
+        t.id for t in place(req, shuffled, opts).ranked
+    ]
+
+
+@SETTINGS
+@given(fleets(), requirements, options, st.data())
+def test_meeting_a_preference_never_lowers_a_score(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, data: st.DataObject
+) -> None:
+    """Give one target a label the task prefers: its score never drops, others' never move."""
+    index = data.draw(st.integers(0, len(targets) - 1))
+    prefs = req.preferences.model_dump() if req.preferences else {}
+    wish = {**prefs, "affinity": ["favourite=yes"]}
+    req = req.model_copy(
+        update={"preferences": type(req).model_validate({"preferences": wish}).preferences}
+    )
+    before = place(req, targets, opts).all_scores
+    changed = targets[:]
+    changed[index] = targets[index].model_copy(
+        update={"labels": {**targets[index].labels, "favourite": "yes"}}
+    )
+    after = place(req, changed, opts).all_scores
+    assert after[index].score >= before[index].score
+    if before[index].eligible:
+        assert after[index].score > before[index].score
+    for i, (old, new) in enumerate(zip(before, after, strict=True)):
+        if i != index:
+            assert old.score == new.score
