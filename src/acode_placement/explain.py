@@ -234,9 +234,12 @@ def why(result: PlacementResult) -> str:
             if runner is not None:
                 text += f", ahead of {runner.id}"
         case _:
-            text = f"highest {result.strategy} score {chosen.score:.3f}"
+            text = (
+                f"highest {result.strategy} score {chosen.score:.3f}"
+                f" for ${money(chosen.estimated_cost)} on {hardware_text(chosen)}"
+            )
             if runner is not None:
-                text += f" (next: {runner.id} {runner.score:.3f})"
+                text += f" (next: {runner.id} {runner.score:.3f}, ${money(runner.estimated_cost)})"
     if result.reason is not Reason.ONLY_OPTION:
         text += f"; {eligible} of {len(result.all_scores)} targets eligible"
     return prefix + text
