@@ -97,19 +97,6 @@ TASK_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"), [c[1:] for c in TASK_ERRORS], ids=[c[0] for c in TASK_ERRORS]
-)
-def test_task_errors_name_file_line_and_key(write: Write, content: str, expected: str) -> None:
-    path = write("task.yaml", content)
-    with pytest.raises(InputError) as info:
-        load_task(path)
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(str(path.parent) + "/")
-    assert expected in message
-
-
 TARGET_ERRORS = [
     (
         "bad-type-with-hint",
@@ -165,15 +152,30 @@ TARGET_ERRORS = [
 ]
 
 
+ERRORS = [("task.yaml", *case) for case in TASK_ERRORS] + [
+    ("targets.yaml", *case) for case in TARGET_ERRORS
+]
+LOADERS: dict[str, Callable[[Path], object]] = {
+    "task.yaml": load_task,
+    "targets.yaml": read_targets,
+}
+
+
 @pytest.mark.parametrize(
-    ("content", "expected"), [c[1:] for c in TARGET_ERRORS], ids=[c[0] for c in TARGET_ERRORS]
+    ("name", "content", "expected"),
+    [(name, content, expected) for name, _, content, expected in ERRORS],
+    ids=[f"{name.split('.')[0]}-{case}" for name, case, _, _ in ERRORS],
 )
-def test_targets_errors_name_file_line_and_key(write: Write, content: str, expected: str) -> None:
-    path = write("targets.yaml", content)
+def test_errors_name_file_line_and_key(
+    write: Write, name: str, content: str, expected: str
+) -> None:
+    path = write(name, content)
     with pytest.raises(InputError) as info:
-        read_targets(path)
-    assert expected in str(info.value)
-    assert "\n" not in str(info.value)
+        LOADERS[name](path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path.parent) + "/")
+    assert expected in message
 
 
 def test_binary_file_is_refused(tmp_path: Path) -> None:

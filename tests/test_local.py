@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,9 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 @linux_only
 def test_agrees_with_nproc_meminfo_and_df(tmp_path: Path) -> None:
     caps = LocalMachine(tmp_path).snapshot()
-    assert caps.cpu == int(subprocess.check_output(["nproc"], text=True))
+    # nproc also obeys OMP_NUM_THREADS; the machine's count is what is compared.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    assert caps.cpu == int(subprocess.check_output(["nproc"], text=True, env=env))
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     total_kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
     assert caps.memory_gb == pytest.approx(total_kib / 1024**2, abs=0.1)
