@@ -248,6 +248,32 @@ class TestExplain:
 
 
 class TestOtherCommands:
+    def test_version_and_log_level(self, cli: Cli) -> None:
+        code, out, _ = cli("--version")
+        assert (code, out.strip()) == (0, "acode-placement 0.1.0")
+        code, _, err = cli("--log-level", "loud", "strategies")
+        assert code == 2
+        assert "--log-level: unknown level 'loud'" in err
+
+    def test_info_logs_go_to_stderr_as_json(self, write: Write) -> None:
+        done = run(
+            "--log-level",
+            "info",
+            "place",
+            write("task.yaml", GOOD_TASK),
+            "--targets",
+            FLEET,
+            "--no-discovery",
+            "--json",
+        )
+        assert json.loads(done.stdout)["success"] is True
+        event = json.loads(done.stderr.strip().splitlines()[-1])
+        assert (event["event"], event["target"], event["level"]) == (
+            "placement.decided",
+            "laptop",
+            "info",
+        )
+
     def test_strategies(self, cli: Cli) -> None:
         code, out, _ = cli("strategies")
         assert code == 0

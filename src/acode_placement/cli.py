@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -153,12 +154,28 @@ def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"acode-placement {metadata.version('acode-placement')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug | info | warning | error")
     ] = "warning",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
 ) -> None:
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        typer.echo(
+            f"acode-placement: error: --log-level: unknown level {log_level!r};"
+            " available: debug, error, info, warning",
+            err=True,
+        )
+        raise typer.Exit(2)
     configure_logging(log_level)
 
 
