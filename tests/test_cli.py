@@ -230,6 +230,32 @@ class TestPlace:
         assert out["reason"] == "OnlyOption"
 
 
+@pytest.mark.parametrize(
+    ("task", "target", "reason"),
+    [
+        ("build-ml-model", "gpu-box", "HighestScore"),
+        ("cpu-tests", "gpu-box", "HighestScore"),
+        ("docker-build", "build-box", "HighestScore"),
+        ("windows-build", "win-builder", "OnlyOption"),
+        ("arm64-build", "aws-m7g-2xlarge", "OnlyOption"),
+        ("impossible", None, "NoValidTarget"),
+    ],
+)
+def test_readme_examples_table(cli: Cli, task: str, target: str | None, reason: str) -> None:
+    code, out = cli.json(
+        "place",
+        EXAMPLES / "tasks" / f"{task}.yaml",
+        "--targets",
+        EXAMPLES / "targets.yaml",
+        "--no-discovery",
+    )
+    assert (code, (out["target"] or {}).get("id"), out["reason"]) == (
+        0 if target else 1,
+        target,
+        reason,
+    )
+
+
 class TestExplain:
     def test_table_lists_every_target(self, cli: Cli) -> None:
         code, out, _ = cli(

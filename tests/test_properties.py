@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from typing import Any
 
@@ -108,7 +109,12 @@ options = st.builds(
     tie_breaker=st.sampled_from(["first", "id"]),
     discovery_enabled=st.just(False),
 )
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# PROPERTY_EXAMPLES=1500 for a deeper run than CI's.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def place(req: TaskRequirements, targets: list[AnyTarget], opts: PlacementOptions) -> Any:
