@@ -16,6 +16,12 @@ from acode_placement.errors import (
     StrategyError,
     UnknownNameError,
 )
+from acode_placement.events import (
+    PlacementCompleted,
+    PlacementEvent,
+    PlacementFailed,
+    PlacementStarted,
+)
 from acode_placement.models import (
     OS,
     Arch,
@@ -28,13 +34,9 @@ from acode_placement.models import (
     GpuRequirement,
     LocalTarget,
     Mode,
-    PlacementCompleted,
-    PlacementEvent,
-    PlacementFailed,
     PlacementOptions,
     PlacementResult,
     PlacementSettings,
-    PlacementStarted,
     Preferences,
     Reason,
     SshTarget,

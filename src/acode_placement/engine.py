@@ -17,18 +17,20 @@ from typing import Generic, Protocol, TypeVar
 
 from acode_placement import explain
 from acode_placement.errors import AcquireError, StrategyError
+from acode_placement.events import (
+    PlacementCompleted,
+    PlacementEvent,
+    PlacementFailed,
+    PlacementStarted,
+)
 from acode_placement.matching import evaluate
 from acode_placement.models import (
     AnyTarget,
     Attempt,
     Capabilities,
     CheckKind,
-    PlacementCompleted,
-    PlacementEvent,
-    PlacementFailed,
     PlacementOptions,
     PlacementResult,
-    PlacementStarted,
     Reason,
     TargetKind,
     TargetScore,
