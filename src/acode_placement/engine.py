@@ -159,7 +159,7 @@ class PlacementEngine:
     ) -> PlacementResult:
         """Choose a target. Raises `UnknownNameError` for an unknown strategy name."""
         options = options or PlacementOptions()
-        self._strategy(options.strategy, requirements)  # fail on a bad name before starting
+        self.registry.get(options.strategy)  # fail on a bad name before starting
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
         self._publish(

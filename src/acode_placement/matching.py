@@ -23,6 +23,7 @@ from acode_placement.models import (
     Preferences,
     Scalar,
     TaskRequirements,
+    share_met,
 )
 
 _VENDOR_PREFIX = re.compile(r"^(?:nvidia|amd|intel|apple|geforce|tesla)\s+")
@@ -41,6 +42,10 @@ class Verdict:
     @property
     def eligible(self) -> bool:
         return not self.mismatches
+
+    @property
+    def preference_share(self) -> float:
+        return share_met(self.preferences)
 
 
 def runtime_minutes(requirements: TaskRequirements, options: PlacementOptions) -> float:
@@ -90,7 +95,7 @@ def _hardware(req: TaskRequirements, caps: Capabilities) -> Iterator[Check]:
     yield from _at_least(CheckKind.CPU, req.cpu, caps.cpu)
     yield from _at_least(CheckKind.MEMORY, req.memory_gb, caps.memory_gb)
     yield from _at_least(CheckKind.DISK, req.disk_gb, caps.disk_gb)
-    if req.gpu is not None and req.gpu.required:
+    if req.gpu is not None and req.needs_gpu:
         yield from gpu_checks(req.gpu, caps)
     yield from _tools(req.tools, caps)
 

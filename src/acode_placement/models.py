@@ -151,17 +151,6 @@ class Preferences(_Model):
     affinity: tuple[str, ...] = ()
     anti_affinity: tuple[str, ...] = ()
 
-    def count(self) -> int:
-        """How many separate wishes this holds (each tool and custom key is one)."""
-        scalars = (self.cpu, self.memory_gb, self.disk_gb, self.gpu, self.os, self.arch)
-        return (
-            sum(v is not None for v in scalars)
-            + len(self.tools)
-            + len(self.custom)
-            + bool(self.affinity)
-            + bool(self.anti_affinity)
-        )
-
 
 class TaskRequirements(_Model):
     """Hard requirements: a target that misses any one is not eligible."""
@@ -364,6 +353,11 @@ class Check:
     key: str | None = None
 
 
+def share_met(preferences: tuple[Check, ...]) -> float:
+    """Share of soft preferences met, in [0, 1]; 0 when none were given."""
+    return sum(c.ok for c in preferences) / len(preferences) if preferences else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class TargetScore:
     """One target's verdict. `score` is in (0, 1] when eligible, else 0."""
@@ -389,10 +383,7 @@ class TargetScore:
 
     @property
     def preference_fraction(self) -> float:
-        """Share of soft preferences met, 0 when none were given."""
-        if not self.preferences:
-            return 0.0
-        return sum(c.ok for c in self.preferences) / len(self.preferences)
+        return share_met(self.preferences)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ from acode_placement.strategies.base import (
     banded,
     cost_metric,
     performance_metric,
-    preference_share,
 )
 
 # Among remote targets: cost and speed weigh alike; preferences count too.
@@ -31,7 +30,7 @@ class Auto(BuiltinStrategy):
         capabilities: Capabilities,
         verdict: Verdict,
     ) -> float:
-        prefs = preference_share(verdict)
+        prefs = verdict.preference_share
         speed = performance_metric(target, requirements, capabilities, verdict)
         if target.is_local:
             return banded(2, 2, speed, prefs)

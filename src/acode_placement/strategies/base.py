@@ -66,11 +66,6 @@ class BuiltinStrategy(ABC):
         return Reason.HIGHEST_SCORE
 
 
-def preference_share(verdict: Verdict) -> float:
-    prefs = verdict.preferences
-    return sum(c.ok for c in prefs) / len(prefs) if prefs else 0.0
-
-
 def banded(tier: int, tiers: int, metric: float, preference: float) -> float:
     """A score in (0, 1] ordered by tier, then metric, then preferences met.
 

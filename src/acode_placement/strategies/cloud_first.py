@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from acode_placement.matching import Verdict
 from acode_placement.models import AnyTarget, Capabilities, TargetKind, TaskRequirements
-from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric, preference_share
+from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
 _TIER = {TargetKind.EC2: 3, TargetKind.SSH: 2, TargetKind.LOCAL: 1}
 
@@ -23,4 +23,4 @@ class CloudFirst(BuiltinStrategy):
         verdict: Verdict,
     ) -> float:
         metric = cost_metric(verdict.estimated_cost)
-        return banded(_TIER[target.kind], len(_TIER), metric, preference_share(verdict))
+        return banded(_TIER[target.kind], len(_TIER), metric, verdict.preference_share)

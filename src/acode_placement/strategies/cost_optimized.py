@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from acode_placement.matching import Verdict
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
-from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric, preference_share
+from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
 
 class CostOptimized(BuiltinStrategy):
@@ -20,7 +20,7 @@ class CostOptimized(BuiltinStrategy):
         capabilities: Capabilities,
         verdict: Verdict,
     ) -> float:
-        return banded(1, 1, cost_metric(verdict.estimated_cost), preference_share(verdict))
+        return banded(1, 1, cost_metric(verdict.estimated_cost), verdict.preference_share)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.COST_OPTIMAL

@@ -11,7 +11,6 @@ from acode_placement.strategies.base import (
     banded,
     cost_metric,
     performance_metric,
-    preference_share,
 )
 
 
@@ -26,7 +25,7 @@ class LocalFirst(BuiltinStrategy):
         capabilities: Capabilities,
         verdict: Verdict,
     ) -> float:
-        prefs = preference_share(verdict)
+        prefs = verdict.preference_share
         if target.is_local:
             return banded(
                 2, 2, performance_metric(target, requirements, capabilities, verdict), prefs

@@ -10,7 +10,6 @@ from acode_placement.strategies.base import (
     BuiltinStrategy,
     banded,
     performance_metric,
-    preference_share,
 )
 
 
@@ -28,7 +27,7 @@ class Performance(BuiltinStrategy):
         verdict: Verdict,
     ) -> float:
         metric = performance_metric(target, requirements, capabilities, verdict)
-        return banded(1, 1, metric, preference_share(verdict))
+        return banded(1, 1, metric, verdict.preference_share)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.CAPABILITY_MATCH
