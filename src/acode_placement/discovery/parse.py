@@ -1,0 +1,296 @@
+"""Reading what the probe printed: pure functions, tested on recorded outputs.
+
+The probe (`probe.sh`, `probe.ps1`) prints `key value` lines between a header
+`acode-probe 1` and a last line `end`, with the raw output of `nvidia-smi` and
+`rocm-smi` in `<name>-begin` ... `<name>-end STATUS` blocks. Anything else (a
+banner from a login shell, a missing `end`, a number that is not one) is refused
+with a `ProbeOutputError` that says what was wrong and where.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from acode_placement.models import OS, Arch, Capabilities, GpuInfo, GpuVendor
+
+HEADER = "acode-probe 1"
+_KIB_PER_GIB = 1024**2
+_BYTES_PER_GIB = 1024**3
+_MIB_PER_GIB = 1024
+# A driver reports a little less than the card's size (an H100 80GB: 81559 MiB);
+# within this share below a whole GiB the card's nominal size is used.
+_NOMINAL_SLACK = 0.01
+
+_OS = {"linux": OS.LINUX, "darwin": OS.MACOS, "windows": OS.WINDOWS}
+_WINDOWS_SHELLS = ("mingw", "msys", "cygwin", "windows_nt")
+_ARCH = {
+    "x86_64": Arch.X64,
+    "amd64": Arch.X64,
+    "x64": Arch.X64,
+    "arm64": Arch.ARM64,
+    "aarch64": Arch.ARM64,
+    "armv8l": Arch.ARM64,
+}
+_BLOCKS = ("nvidia-smi", "rocm-smi")
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+class ProbeOutputError(ValueError):
+    """The probe's output cannot be trusted; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One GPU as a vendor tool reported it."""
+
+    vendor: GpuVendor
+    model: str
+    vram_gb: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """What one probe run established.
+
+    `tools_checked` holds every tool asked about (found or not); `hardware` is
+    False for a tools-only run, whose `capabilities` then carry tools alone.
+    `notes` are facts worth telling a person (a GPU tool that failed, GPUs of a
+    second kind that are not matched).
+    """
+
+    capabilities: Capabilities
+    tools_checked: frozenset[str]
+    hardware: bool
+    notes: tuple[str, ...] = ()
+    gpus: tuple[Gpu, ...] = field(default=())
+
+
+def parse_probe(text: str, discovered_at: datetime | None = None) -> ProbeReport:
+    """Parse a whole probe output; raise `ProbeOutputError` when it is not one."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    first = next((n for n, line in enumerate(lines) if line.strip() == HEADER), None)
+    if first is None:
+        shown = next((line for line in lines if line.strip()), "")
+        if not shown:
+            raise ProbeOutputError("the probe printed nothing")
+        raise ProbeOutputError(f"not a probe's output: it starts with {_shorten(shown)!r}")
+    # A login shell may greet before the probe speaks (a banner, an echo in .bashrc).
+    ignored = sum(1 for line in lines[:first] if line.strip())
+    values: dict[str, str] = {}
+    tools: dict[str, bool] = {}
+    blocks: dict[str, tuple[list[str], int | None]] = {}
+    ended = False
+    number = first + 1
+    while number < len(lines):
+        line = lines[number].rstrip()
+        number += 1
+        if not line:
+            continue
+        if line == "end":
+            ended = True
+            break
+        key, _, value = line.partition(" ")
+        if key.endswith("-begin") and key[: -len("-begin")] in _BLOCKS:
+            name = key[: -len("-begin")]
+            body, status, number = _block(lines, number, name)
+            blocks[name] = (body, status)
+        elif key == "tool":
+            name, _, found = value.rpartition(" ")
+            if found not in ("0", "1") or not name:
+                raise ProbeOutputError(f"line {number}: bad tool line {_shorten(line)!r}")
+            tools[name] = found == "1"
+        elif key in values:
+            raise ProbeOutputError(f"line {number}: {key} given twice")
+        else:
+            values[key] = value.strip()
+    if not ended:
+        raise ProbeOutputError("the probe's output was cut short (no 'end' line)")
+    report = _report(values, tools, blocks, discovered_at)
+    if ignored:
+        note = f"{ignored} line(s) printed before the probe (a login banner?) were ignored"
+        report = replace(report, notes=(*report.notes, note))
+    return report
+
+
+def _block(lines: list[str], start: int, name: str) -> tuple[list[str], int | None, int]:
+    body: list[str] = []
+    for number in range(start, len(lines)):
+        line = lines[number].rstrip()
+        if line.startswith(f"{name}-end"):
+            status = line[len(f"{name}-end") :].strip()
+            return body, int(status) if status.isdigit() else None, number + 1
+        body.append(line)
+    raise ProbeOutputError(f"the probe's output was cut short (inside the {name} output)")
+
+
+def _report(
+    values: dict[str, str],
+    tools: dict[str, bool],
+    blocks: dict[str, tuple[list[str], int | None]],
+    discovered_at: datetime | None,
+) -> ProbeReport:
+    found = tuple(sorted(name for name, ok in tools.items() if ok))
+    hardware = "os" in values
+    if not hardware:
+        caps = Capabilities(tools=found, discovered_at=discovered_at)
+        return ProbeReport(caps, frozenset(tools), hardware=False)
+    notes: list[str] = []
+    os_name = normalise_os(values.get("os", ""))
+    if os_name is None:
+        notes.append(f"os {values.get('os')!r} is not one of linux, macos, windows")
+    arch = normalise_arch(values.get("arch", ""))
+    if arch is None and values.get("arch"):
+        notes.append(f"arch {values.get('arch')!r} is neither x64 nor arm64")
+    gpus: list[Gpu] = []
+    for name, (body, status) in blocks.items():
+        text = "\n".join(body).strip()
+        if status != 0:
+            notes.append(f"{name} failed (exit {status}): {_shorten(text) or 'no output'}")
+            continue
+        try:
+            gpus.extend(parse_nvidia_smi(text) if name == "nvidia-smi" else parse_rocm_smi(text))
+        except ProbeOutputError as exc:
+            notes.append(f"{name}: {exc}")
+    if not gpus and arch is Arch.ARM64 and os_name is OS.MACOS:
+        gpus.extend(apple_gpu(values.get("chip", "")))
+    gpu, more = summarise_gpus(gpus)
+    notes.extend(more)
+    network = values.get("route")
+    caps = Capabilities(
+        cpu=_count(values, "cpu"),
+        memory_gb=_size(values, "mem_kb", _KIB_PER_GIB)
+        or _size(values, "mem_bytes", _BYTES_PER_GIB),
+        disk_gb=_size(values, "disk_kb", _KIB_PER_GIB)
+        or _size(values, "disk_bytes", _BYTES_PER_GIB),
+        gpu=gpu,
+        tools=found,
+        os=os_name,
+        arch=arch,
+        network=None if network not in ("0", "1") else network == "1",
+        discovered_at=discovered_at,
+    )
+    return ProbeReport(caps, frozenset(tools), True, tuple(notes), tuple(gpus))
+
+
+def _count(values: dict[str, str], key: str) -> int | None:
+    value = values.get(key, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
+    return int(value)
+
+
+def _size(values: dict[str, str], key: str, per_gib: int) -> float | None:
+    value = values.get(key, "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
+    return round(int(value) / per_gib, 1)
+
+
+def normalise_os(value: str) -> OS | None:
+    """`uname -s` (or Windows') name as linux, macos or windows."""
+    lowered = value.strip().lower()
+    if lowered.startswith(_WINDOWS_SHELLS):
+        return OS.WINDOWS
+    return _OS.get(lowered)
+
+
+def normalise_arch(value: str) -> Arch | None:
+    """`uname -m` (or PROCESSOR_ARCHITECTURE) as x64 or arm64."""
+    return _ARCH.get(value.strip().lower())
+
+
+def vram_from_mib(mib: float) -> float:
+    """GiB to one decimal; the whole GiB when the driver reports just under it."""
+    gib = mib / _MIB_PER_GIB
+    whole = math.ceil(gib)
+    if whole - gib <= whole * _NOMINAL_SLACK:
+        return float(whole)
+    return round(gib, 1)
+
+
+def parse_nvidia_smi(text: str) -> list[Gpu]:
+    """`nvidia-smi --query-gpu=index,name,memory.total[,...] --format=csv,noheader,nounits`."""
+    gpus = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[1]:
+            raise ProbeOutputError(f"nvidia-smi line {number} is not index, name, memory: {line!r}")
+        mib = fields[2]
+        vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) else None
+        gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram))
+    return gpus
+
+
+def parse_rocm_smi(text: str) -> list[Gpu]:
+    """`rocm-smi --showproductname --showmeminfo vram --json`: one object per card."""
+    start = text.find("{")
+    try:
+        document = json.loads(text[start:]) if start >= 0 else None
+    except json.JSONDecodeError as exc:
+        raise ProbeOutputError(f"rocm-smi printed bad JSON ({exc.msg})") from None
+    if not isinstance(document, dict):
+        raise ProbeOutputError("rocm-smi printed no JSON object")
+    gpus = []
+    for card, info in sorted(document.items(), key=lambda kv: _card_number(kv[0])):
+        if not card.lower().startswith("card") or not isinstance(info, dict):
+            continue
+        fields = {str(k).strip().lower(): str(v).strip() for k, v in info.items()}
+        model = (
+            fields.get("card series")
+            or fields.get("marketing name")
+            or fields.get("card model")
+            or "AMD GPU"
+        )
+        total = fields.get("vram total memory (b)", "")
+        vram = vram_from_mib(int(total) / 1024**2) if total.isdigit() else None
+        gpus.append(Gpu(GpuVendor.AMD, model, vram))
+    return gpus
+
+
+def _card_number(card: str) -> int:
+    digits = "".join(c for c in card if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def apple_gpu(chip: str) -> list[Gpu]:
+    """Apple silicon's built-in GPU, named after the chip (`Apple M2 Pro`)."""
+    chip = chip.strip()
+    if not chip.lower().startswith("apple"):
+        return []
+    return [Gpu(GpuVendor.APPLE, chip, None)]
+
+
+def summarise_gpus(gpus: list[Gpu]) -> tuple[GpuInfo | None, list[str]]:
+    """One `GpuInfo` for the capabilities: the largest kind, with its count.
+
+    A machine with GPUs of two kinds offers the larger one to tasks (a task
+    asking for two GPUs gets two of one kind); the others are named in a note.
+    """
+    if not gpus:
+        return None, []
+    groups = Counter(gpus)
+    best = max(groups, key=lambda g: (g.vram_gb or 0.0, groups[g], g.model))
+    info = GpuInfo(type=best.vendor, model=best.model, vram_gb=best.vram_gb, count=groups[best])
+    notes = [
+        f"also {n}x {g.model}{f' {g.vram_gb:g} GB' if g.vram_gb is not None else ''}"
+        " (only the largest kind of GPU is offered to tasks)"
+        for g, n in groups.items()
+        if g != best
+    ]
+    return info, notes
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

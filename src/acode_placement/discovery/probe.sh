@@ -1,0 +1,81 @@
+# acode-placement probe: what this machine offers, one "key value" line each.
+#
+#   sh probe.sh [--tools-only] [TOOL ...]
+#
+# POSIX sh (dash, bash, busybox ash, macOS sh). It only reads: it changes nothing,
+# starts no daemon and writes nothing but stdout. Each TOOL is passed as its own
+# argument (the caller checks it against ^[A-Za-z0-9._+-]{1,64}$ and quotes it) and
+# only ever reaches `command -v`. The last line is "end"; a reader that does not
+# see it knows the output was cut short.
+LC_ALL=C
+export LC_ALL
+
+echo "acode-probe 1"
+
+tools_only=0
+if [ "${1-}" = "--tools-only" ]; then
+  tools_only=1
+  shift
+fi
+
+for tool in "$@"; do
+  if command -v -- "$tool" >/dev/null 2>&1; then
+    echo "tool $tool 1"
+  else
+    echo "tool $tool 0"
+  fi
+done
+
+if [ "$tools_only" = 1 ]; then
+  echo "end"
+  exit 0
+fi
+
+os=$(uname -s 2>/dev/null)
+echo "os $os"
+echo "arch $(uname -m 2>/dev/null)"
+
+case "$os" in
+  Linux)
+    # nproc counts the CPUs this process may use; OMP_* would change its answer.
+    cpu=$( (unset OMP_NUM_THREADS OMP_THREAD_LIMIT; nproc) 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null)
+    echo "cpu $cpu"
+    echo "mem_kb $(awk '$1 == "MemTotal:" {print $2}' /proc/meminfo 2>/dev/null)"
+    route=0
+    if awk 'NR > 1 && $2 == "00000000" {found = 1} END {exit !found}' /proc/net/route 2>/dev/null; then
+      route=1
+    elif awk '$1 == "00000000000000000000000000000000" && $2 == "00" && $10 != "lo" {found = 1}
+              END {exit !found}' /proc/net/ipv6_route 2>/dev/null; then
+      route=1
+    fi
+    echo "route $route"
+    ;;
+  Darwin)
+    echo "cpu $(sysctl -n hw.logicalcpu 2>/dev/null)"
+    echo "mem_bytes $(sysctl -n hw.memsize 2>/dev/null)"
+    if route -n get default >/dev/null 2>&1; then echo "route 1"; else echo "route 0"; fi
+    # Apple silicon: the GPU is part of the chip and shares its memory.
+    echo "chip $(sysctl -n machdep.cpu.brand_string 2>/dev/null)"
+    ;;
+  *)
+    echo "cpu $(getconf _NPROCESSORS_ONLN 2>/dev/null || getconf NPROCESSORS_ONLN 2>/dev/null)"
+    ;;
+esac
+
+# Free space of the working directory (the login directory over SSH), in KiB.
+echo "disk_kb $(df -Pk . 2>/dev/null | awk 'NR == 2 {print $4}')"
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "nvidia-smi-begin"
+  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader,nounits 2>&1
+  status=$?
+  echo "nvidia-smi-end $status"
+fi
+if command -v rocm-smi >/dev/null 2>&1; then
+  echo "rocm-smi-begin"
+  rocm-smi --showproductname --showmeminfo vram --json 2>/dev/null
+  status=$?
+  echo ""
+  echo "rocm-smi-end $status"
+fi
+echo "end"
