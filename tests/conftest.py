@@ -21,9 +21,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def _isolated_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No test reads the developer's own settings, targets or environment."""
-    home = tmp_path_factory.mktemp("config-home")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    """No test reads the developer's own settings, targets, cache or environment."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
     for name in list(os.environ):
         if name.startswith("ACODE_PLACEMENT_"):
             monkeypatch.delenv(name)

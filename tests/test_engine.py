@@ -15,7 +15,6 @@ from acode_placement import (
     Capabilities,
     DuplicateStrategyError,
     Ec2Target,
-    LocalTarget,
     PlacementCompleted,
     PlacementEngine,
     PlacementFailed,
@@ -332,65 +331,3 @@ class TestAcquire:
         }
         got = self.run(failures)
         assert not got.acquired and len(got.result.attempts) == 5
-
-
-class SlowSource:
-    def __init__(self, delay: float, caps: Capabilities | None = None, fail: bool = False) -> None:
-        self.delay, self.caps, self.fail = delay, caps, fail
-        self.cancelled = False
-
-    async def capabilities(self, target: AnyTarget, tools: frozenset[str]) -> Capabilities | None:
-        try:
-            await asyncio.sleep(self.delay)
-        except asyncio.CancelledError:
-            self.cancelled = True
-            raise
-        if self.fail:
-            raise OSError("connection refused")
-        return self.caps
-
-
-class TestDiscoveryDeadline:
-    DECLARED = SshTarget(id="box", host="box", capabilities=Capabilities(cpu=4, os="linux"))
-
-    def decide(self, source: SlowSource, timeout: float = 0.05) -> Any:
-        from acode_placement.models import TargetKind
-
-        engine = PlacementEngine(sources={TargetKind.SSH: source})
-        return asyncio.run(
-            engine.place(
-                TaskRequirements(cpu=2), [self.DECLARED], PlacementOptions(decision_timeout=timeout)
-            )
-        )
-
-    def test_discovered_values_override_declared(self) -> None:
-        result = self.decide(SlowSource(0, Capabilities(cpu=32, tools=("git",))))
-        caps = result.selected.capabilities
-        assert (caps.cpu, caps.os, caps.tools, result.selected.stale) == (
-            32,
-            "linux",
-            ("git",),
-            False,
-        )
-
-    def test_late_discovery_uses_declared_and_says_stale(self) -> None:
-        source = SlowSource(10)
-        result = self.decide(source)
-        assert result.success and result.selected.stale
-        assert result.selected.capabilities.cpu == 4
-        assert result.decision_duration < 5
-        assert source.cancelled
-
-    def test_failing_discovery_uses_declared(self) -> None:
-        result = self.decide(SlowSource(0, fail=True))
-        assert result.success and result.selected.stale
-
-
-def test_local_machine_is_discovered_without_declaration() -> None:
-    result = asyncio.run(
-        PlacementEngine.default().place(
-            TaskRequirements(cpu=1, tools=["sh"]), [LocalTarget(id="here")]
-        )
-    )
-    assert result.success, result.failure_message
-    assert "sh" in result.selected.capabilities.tools

@@ -7,7 +7,11 @@ result = await engine.place(requirements, targets, PlacementOptions(strategy="co
 """
 
 from acode_placement.config import load_settings, load_targets, load_task
-from acode_placement.engine import Acquisition, CapabilitySource, Known, PlacementEngine
+from acode_placement.discovery.cache import CapabilityCache
+from acode_placement.discovery.parse import ProbeReport, parse_probe
+from acode_placement.discovery.probes import LocalProbe, ProbeError, Prober, SshProbe
+from acode_placement.discovery.service import Discovery
+from acode_placement.engine import Acquisition, PlacementEngine
 from acode_placement.errors import (
     AcquireError,
     DuplicateStrategyError,
@@ -17,6 +21,8 @@ from acode_placement.errors import (
     UnknownNameError,
 )
 from acode_placement.events import (
+    CapabilitiesChanged,
+    Change,
     PlacementCompleted,
     PlacementEvent,
     PlacementFailed,
@@ -29,9 +35,11 @@ from acode_placement.models import (
     Capabilities,
     Check,
     CheckKind,
+    DiscoveryStatus,
     Ec2Target,
     GpuInfo,
     GpuRequirement,
+    Known,
     LocalTarget,
     Mode,
     PlacementOptions,
@@ -56,15 +64,20 @@ __all__ = [
     "Attempt",
     "BuiltinStrategy",
     "Capabilities",
-    "CapabilitySource",
+    "CapabilitiesChanged",
+    "CapabilityCache",
+    "Change",
     "Check",
     "CheckKind",
+    "Discovery",
+    "DiscoveryStatus",
     "DuplicateStrategyError",
     "Ec2Target",
     "GpuInfo",
     "GpuRequirement",
     "InputError",
     "Known",
+    "LocalProbe",
     "LocalTarget",
     "Mode",
     "PlacementCompleted",
@@ -77,7 +90,11 @@ __all__ = [
     "PlacementSettings",
     "PlacementStarted",
     "Preferences",
+    "ProbeError",
+    "ProbeReport",
+    "Prober",
     "Reason",
+    "SshProbe",
     "SshTarget",
     "Strategy",
     "StrategyError",
@@ -91,4 +108,5 @@ __all__ = [
     "load_settings",
     "load_targets",
     "load_task",
+    "parse_probe",
 ]

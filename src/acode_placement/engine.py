@@ -6,16 +6,20 @@ the decision itself (`decide`) is a pure function of its inputs.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Generic, TypeVar
 
 from acode_placement import explain
+from acode_placement.discovery.cache import CapabilityCache
+from acode_placement.discovery.cache import default_path as default_cache_path
+from acode_placement.discovery.probes import LocalProbe, Prober, SshProbe
+from acode_placement.discovery.service import Discovery
 from acode_placement.errors import AcquireError, StrategyError
 from acode_placement.events import (
     PlacementCompleted,
@@ -28,9 +32,12 @@ from acode_placement.models import (
     AnyTarget,
     Attempt,
     Capabilities,
+    Check,
     CheckKind,
+    Known,
     PlacementOptions,
     PlacementResult,
+    PlacementSettings,
     Reason,
     TargetKind,
     TargetScore,
@@ -38,7 +45,6 @@ from acode_placement.models import (
     TieBreaker,
 )
 from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegistry
-from acode_placement.targets.local import LocalMachine
 from acode_placement.telemetry import get_logger
 
 T = TypeVar("T")
@@ -47,22 +53,6 @@ Subscriber = Callable[[PlacementEvent], object]
 _log = get_logger("acode_placement.engine")
 # Exclusions that come from where the task may run, not from what it needs.
 _MODE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
-
-
-class CapabilitySource(Protocol):
-    """Discovers a target's capabilities; None when it can tell nothing."""
-
-    async def capabilities(
-        self, target: AnyTarget, tools: frozenset[str]
-    ) -> Capabilities | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Known:
-    """A target's capabilities for one decision; `stale` when discovery did not answer."""
-
-    capabilities: Capabilities
-    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +73,34 @@ class PlacementEngine:
     def __init__(
         self,
         registry: StrategyRegistry | None = None,
-        sources: Mapping[TargetKind, CapabilitySource] | None = None,
+        discovery: Discovery | None = None,
     ) -> None:
         self.registry = registry or StrategyRegistry.with_builtins()
-        self._sources = dict(sources or {})
+        self.discovery = discovery
         self._subscribers: list[Subscriber] = []
+        if discovery is not None:
+            discovery.subscribe(self._publish)
 
     @classmethod
-    def default(cls) -> PlacementEngine:
-        """Built-in and plug-in strategies; this machine discovered with the stdlib."""
-        return cls(StrategyRegistry.default(), {TargetKind.LOCAL: LocalMachine()})
+    def default(cls, settings: PlacementSettings | None = None) -> PlacementEngine:
+        """Built-in and plug-in strategies; this machine and SSH hosts discovered by
+        probing, with the capability cache kept in the user's data directory."""
+        settings = settings or PlacementSettings()
+        probers: dict[TargetKind, Prober] = {
+            TargetKind.LOCAL: LocalProbe(settings.probe_timeout),
+            TargetKind.SSH: SshProbe(
+                settings.probe_timeout,
+                Path(settings.known_hosts).expanduser(),
+                settings.accept_new_host_keys,
+            ),
+        }
+        discovery = Discovery(
+            probers,
+            CapabilityCache(default_cache_path()),
+            ttl=timedelta(minutes=settings.cache_minutes),
+            concurrency=settings.discovery_concurrency,
+        )
+        return cls(StrategyRegistry.default(), discovery)
 
     def register_strategy(self, strategy: Strategy) -> None:
         """Add a strategy; a name already taken raises `DuplicateStrategyError`."""
@@ -111,31 +119,31 @@ class PlacementEngine:
         requirements: TaskRequirements,
         options: PlacementOptions,
     ) -> list[Known]:
-        """Declared capabilities, refreshed by discovery where a source exists.
+        """Declared capabilities, refreshed by discovery where it can probe.
 
         Waits at most `options.decision_timeout` seconds: a target whose discovery
-        is late or fails keeps its declared capabilities and is marked stale.
+        is late or fails keeps its last known (or declared) capabilities, and its
+        `Known.status` says so.
         """
-        known = [Known(t.capabilities or Capabilities()) for t in targets]
-        if not options.discovery_enabled:
-            return known
-        tools = requirements.wanted_tools()
-        jobs: dict[int, asyncio.Task[Capabilities | None]] = {}
-        for i, target in enumerate(targets):
-            source = self._sources.get(target.kind)
-            if source is not None:
-                jobs[i] = asyncio.ensure_future(source.capabilities(target, tools))
-        if not jobs:
-            return known
-        await asyncio.wait(jobs.values(), timeout=options.decision_timeout)
-        for i, job in jobs.items():
-            found = _outcome(job, targets[i])
-            declared = targets[i].capabilities
-            if found is None:
-                known[i] = Known(declared or Capabilities(), stale=True)
-            else:
-                known[i] = Known(found.merged_over(declared))
-        return known
+        if not options.discovery_enabled or self.discovery is None:
+            return [Known(t.capabilities or Capabilities()) for t in targets]
+        return await self.discovery.lookup(
+            targets, requirements.wanted_tools(), timeout=options.decision_timeout
+        )
+
+    async def discover(
+        self,
+        targets: Sequence[AnyTarget],
+        tools: frozenset[str] = frozenset(),
+        *,
+        refresh: bool = False,
+        timeout: float | None = None,
+    ) -> list[Known]:
+        """Discover targets now (`refresh` ignores the cache); declared only without
+        discovery."""
+        if self.discovery is None:
+            return [Known(t.capabilities or Capabilities()) for t in targets]
+        return await self.discovery.lookup(targets, tools, refresh=refresh, timeout=timeout)
 
     async def evaluate_all(
         self,
@@ -320,6 +328,9 @@ def score_all(
     for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
         caps = facts.capabilities
         verdict = evaluate(target, caps, requirements, options)
+        if not facts.known:  # discovery failed and nothing is declared: never a guess
+            unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
+            verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
         score = 0.0
         if verdict.eligible:
             if builtin is not None:
@@ -337,7 +348,8 @@ def score_all(
                 preferences=verdict.preferences,
                 estimated_cost=verdict.estimated_cost,
                 index=index,
-                stale=facts.stale,
+                status=facts.status,
+                cause=facts.cause,
             )
         )
     return scores
@@ -385,20 +397,6 @@ def failure_reason(scores: Sequence[TargetScore]) -> Reason:
         if ts.mismatches and all(c.kind in _MODE_KINDS for c in ts.mismatches):
             return Reason.MODE_RESTRICTED
     return Reason.NO_VALID_TARGET
-
-
-def _outcome(job: asyncio.Task[Capabilities | None], target: AnyTarget) -> Capabilities | None:
-    if not job.done():
-        job.cancel()
-        _log.warning("discovery.timeout", target=target.id)
-        return None
-    if job.cancelled():
-        return None
-    error = job.exception()
-    if error is not None:
-        _log.warning("discovery.failed", target=target.id, error=str(error))
-        return None
-    return job.result()
 
 
 def _now() -> datetime:

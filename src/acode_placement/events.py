@@ -1,9 +1,11 @@
-"""Events published for every placement: started, then completed or failed."""
+"""Events: every placement is started, then completed or failed; discovery
+publishes a change when a target turns out to offer something else than before."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from acode_placement.models import Mode, Reason, TargetKind
 
@@ -45,4 +47,21 @@ class PlacementFailed:
     name: str = field(default="PlacementFailed", init=False)
 
 
-PlacementEvent = PlacementStarted | PlacementCompleted | PlacementFailed
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One capability that changed: `field` is its camelCase name (or `tool NAME`)."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitiesChanged:
+    target_id: str
+    changes: tuple[Change, ...]
+    timestamp: datetime
+    name: str = field(default="CapabilitiesChanged", init=False)
+
+
+PlacementEvent = PlacementStarted | PlacementCompleted | PlacementFailed | CapabilitiesChanged

@@ -43,6 +43,7 @@ _CAUSES = {
     CheckKind.AFFINITY: "not in affinity",
     CheckKind.ANTI_AFFINITY: "excluded by antiAffinity",
     CheckKind.ALLOW_CLOUD: "cloud not allowed",
+    CheckKind.DISCOVERY: "capabilities unknown (discovery failed)",
 }
 
 
@@ -50,7 +51,7 @@ _CAUSES = {
 # needed (2), more of something (1), or only a setting or a policy differs (0).
 _SEVERITY = {
     **dict.fromkeys((CheckKind.GPU, CheckKind.GPU_TYPE, CheckKind.GPU_MODEL), 2),
-    **dict.fromkeys((CheckKind.OS, CheckKind.ARCH), 2),
+    **dict.fromkeys((CheckKind.OS, CheckKind.ARCH, CheckKind.DISCOVERY), 2),
     **dict.fromkeys((CheckKind.CPU, CheckKind.MEMORY, CheckKind.DISK, CheckKind.TOOL), 1),
     **dict.fromkeys((CheckKind.GPU_VRAM, CheckKind.GPU_COUNT, CheckKind.NETWORK), 1),
 }
@@ -148,6 +149,8 @@ def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckK
         return f"excluded by mode {key}"
     if kind is CheckKind.ALLOW_CLOUD:
         return "cloud not allowed (allowCloud: false)"
+    if kind is CheckKind.DISCOVERY:
+        return f"capabilities unknown: {key}"
     return f"excluded by option {key}=false"
 
 
@@ -271,6 +274,7 @@ def candidate_json(ts: TargetScore) -> dict[str, Any]:
             "missed": [check_text(c) for c in ts.preferences if not c.ok],
         },
         "stale": ts.stale,
+        "discovery": {"status": ts.status.value, "cause": ts.cause},
     }
 
 

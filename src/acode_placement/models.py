@@ -287,7 +287,22 @@ class PlacementSettings(_Model):
     mode: Mode = Mode.BURST
     fallback_enabled: bool = True
     discovery_enabled: bool = True
-    cache_minutes: NonNegative = 5
+    cache_minutes: NonNegative = Field(default=5, description="capability cache time-to-live")
+    decision_timeout: Positive = Field(
+        default=5.0, description="seconds a decision waits for discovery at most"
+    )
+    probe_timeout: Positive = Field(default=3.0, description="seconds for one probe of a target")
+    discovery_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=32, description="targets probed at once"
+    )
+    known_hosts: str = Field(
+        default="~/.ssh/known_hosts", description="OpenSSH known_hosts file checked for SSH targets"
+    )
+    accept_new_host_keys: bool = Field(
+        default=False,
+        description="trust an SSH host seen for the first time and add its key to knownHosts"
+        " (a changed key is always refused)",
+    )
     tie_breaker: TieBreaker = TieBreaker.FIRST
     default_runtime_minutes: Positive = 60
     history: str = "sqlite:///~/.local/share/acode-placement/history.db"
@@ -336,6 +351,55 @@ class CheckKind(enum.StrEnum):
     MODE = "mode"
     ALLOW_CLOUD = "allowCloud"
     OPTION = "option"
+    DISCOVERY = "discovery"
+
+
+class DiscoveryStatus(enum.StrEnum):
+    """Where a target's capabilities for a decision came from.
+
+    `fresh`: probed just now. `cached`: probed within the cache's time-to-live.
+    `declared`: from the targets file only (discovery off, or nothing probes this
+    kind). `stale`: discovery failed or was late, so the last known values are
+    used. `unreachable`: no connection, nothing discovered before: declared values
+    used. `unverified`: connected but the answer could not be trusted (host key,
+    login, probe output) or came too late, nothing discovered before: declared
+    values used.
+    """
+
+    FRESH = "fresh"
+    CACHED = "cached"
+    DECLARED = "declared"
+    STALE = "stale"
+    UNREACHABLE = "unreachable"
+    UNVERIFIED = "unverified"
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A target's capabilities for one decision, and how they are known.
+
+    `capabilities` are the discovered values over the declared ones; `discovered`
+    the discovered values alone (None when nothing was ever discovered).
+    `known` is False when discovery failed and nothing was declared: the target
+    is then excluded, with `cause` as the reason.
+    """
+
+    capabilities: Capabilities
+    status: DiscoveryStatus = DiscoveryStatus.DECLARED
+    cause: str | None = None
+    discovered: Capabilities | None = None
+    notes: tuple[str, ...] = ()
+    known: bool = True
+
+    @property
+    def stale(self) -> bool:
+        """True when discovery did not confirm these values this time."""
+        return self.status in _DEGRADED
+
+
+_DEGRADED = frozenset(
+    {DiscoveryStatus.STALE, DiscoveryStatus.UNREACHABLE, DiscoveryStatus.UNVERIFIED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,11 +435,17 @@ class TargetScore:
     preferences: tuple[Check, ...] = ()
     estimated_cost: float | None = None
     index: int = 0
-    stale: bool = False
+    status: DiscoveryStatus = DiscoveryStatus.DECLARED
+    cause: str | None = None
 
     @property
     def id(self) -> str:
         return self.target.id
+
+    @property
+    def stale(self) -> bool:
+        """True when discovery did not confirm this target's capabilities."""
+        return self.status in _DEGRADED
 
     @property
     def type(self) -> TargetKind:

@@ -1,0 +1,193 @@
+"""What discovery found, per target, kept across command runs in one JSON file.
+
+The file lives under the user's data directory. Writers take an advisory lock,
+re-read the file, merge (the newest discovery of a target wins) and replace it
+atomically, so two processes never lose each other's entries and a crash never
+leaves half a file. A file that cannot be read is set aside, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import ValidationError
+
+from acode_placement.models import AnyTarget, Capabilities, Ec2Target, SshTarget
+from acode_placement.telemetry import get_logger
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: atomic replace without a lock
+    fcntl = None  # type: ignore[assignment]
+
+_log = get_logger("acode_placement.discovery")
+FORMAT = 1
+CACHE_ENV = "ACODE_PLACEMENT_CACHE"
+
+
+def default_path() -> Path:
+    """`$ACODE_PLACEMENT_CACHE`, else `capabilities.json` in the user data directory."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(platformdirs.user_data_dir("acode-placement")) / "capabilities.json"
+
+
+def fingerprint(target: AnyTarget) -> str:
+    """What a cached entry is about: the machine, not the target's id.
+
+    Changing an SSH target's host, port or user (or the EC2 type or region)
+    invalidates what was found; a local target is this host, by name, so a home
+    directory shared by several machines never mixes them up.
+    """
+    if isinstance(target, SshTarget):
+        where = f"ssh:{target.user or ''}@{target.host}:{target.port}"
+    elif isinstance(target, Ec2Target):
+        where = f"ec2:{target.region}:{target.instance_type}"
+    else:
+        where = f"local:{socket.gethostname()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One target's discovered capabilities and which tools were asked about."""
+
+    fingerprint: str
+    capabilities: Capabilities
+    tools_checked: frozenset[str]
+    discovered_at: datetime
+    notes: tuple[str, ...] = ()
+
+    def age(self, now: datetime) -> float:
+        """Seconds since discovery (0 for a clock that went back)."""
+        return max(0.0, (now - self.discovered_at).total_seconds())
+
+    def knows(self, tools: frozenset[str]) -> bool:
+        return tools <= self.tools_checked
+
+    def with_tools(self, found: tuple[str, ...], checked: frozenset[str]) -> Entry:
+        """This entry with the answers of a tools-only probe folded in."""
+        kept = {t for t in self.capabilities.tools if t not in checked}
+        tools = tuple(sorted(kept | set(found)))
+        return replace(
+            self,
+            capabilities=self.capabilities.model_copy(update={"tools": tools}),
+            tools_checked=self.tools_checked | checked,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "capabilities": self.capabilities.model_dump(mode="json", exclude_none=True),
+            "toolsChecked": sorted(self.tools_checked),
+            "discoveredAt": self.discovered_at.isoformat(),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Entry:
+        return cls(
+            fingerprint=str(data["fingerprint"]),
+            capabilities=Capabilities.model_validate(data["capabilities"]),
+            tools_checked=frozenset(str(t) for t in data["toolsChecked"]),
+            discovered_at=datetime.fromisoformat(data["discoveredAt"]),
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+
+
+class CapabilityCache:
+    """Entries by target id; `path=None` keeps them in memory only."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._entries: dict[str, Entry] | None = None
+        self._dirty: set[str] = set()
+
+    def get(self, target_id: str) -> Entry | None:
+        return self._loaded().get(target_id)
+
+    def put(self, target_id: str, entry: Entry) -> None:
+        self._loaded()[target_id] = entry
+        self._dirty.add(target_id)
+
+    def flush(self) -> None:
+        """Write changed entries, merged with what other processes wrote meanwhile."""
+        if self.path is None or not self._dirty:
+            return
+        mine = self._loaded()
+        changed, self._dirty = self._dirty, set()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                merged = self._read()
+                for target_id in changed:
+                    theirs = merged.get(target_id)
+                    if theirs is None or theirs.discovered_at <= mine[target_id].discovered_at:
+                        merged[target_id] = mine[target_id]
+                self._write(merged)
+        except OSError as exc:
+            _log.warning("discovery.cache_not_saved", path=str(self.path), error=str(exc))
+
+    def _loaded(self) -> dict[str, Entry]:
+        if self._entries is None:
+            self._entries = self._read() if self.path is not None else {}
+        return self._entries
+
+    def _read(self) -> dict[str, Entry]:
+        assert self.path is not None
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            if document.get("format") != FORMAT:
+                raise ValueError(f"format {document.get('format')!r}, expected {FORMAT}")
+            return {str(k): Entry.from_json(v) for k, v in document["targets"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            aside = self.path.with_suffix(".unreadable")
+            with contextlib.suppress(OSError):
+                self.path.replace(aside)
+            _log.warning(
+                "discovery.cache_unreadable",
+                path=str(self.path),
+                moved_to=str(aside),
+                error=str(exc),
+            )
+            return {}
+
+    def _write(self, entries: dict[str, Entry]) -> None:
+        assert self.path is not None
+        document = {"format": FORMAT, "targets": {k: e.to_json() for k, e in entries.items()}}
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".capabilities-")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(document, file, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        assert self.path is not None
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with self.path.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

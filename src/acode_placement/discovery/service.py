@@ -1,0 +1,289 @@
+"""Discovery: cached, concurrent, bounded in time, and never fatal.
+
+`Discovery.lookup` answers for a list of targets at once. A target probed within
+the cache's time-to-live, with every tool the task names already asked about, is
+a cache hit and costs no I/O. Otherwise it is probed (only the unknown tools, when
+the hardware is still fresh), at most `concurrency` targets at a time, one probe
+per target in flight however many decisions ask. A decision waits `timeout`
+seconds at most; a probe still running then finishes in the background and
+fills the cache for the next decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from acode_placement.discovery.cache import CapabilityCache, Entry, fingerprint
+from acode_placement.discovery.compare import changes
+from acode_placement.discovery.parse import ProbeReport
+from acode_placement.discovery.probes import ProbeError, Prober
+from acode_placement.events import CapabilitiesChanged
+from acode_placement.models import (
+    AnyTarget,
+    Capabilities,
+    DiscoveryStatus,
+    Known,
+    TargetKind,
+)
+from acode_placement.telemetry import get_logger
+
+_log = get_logger("acode_placement.discovery")
+
+# Asked about on every full probe, so that most tasks find their tools cached.
+COMMON_TOOLS = frozenset(
+    {
+        "aws",
+        "cargo",
+        "docker",
+        "gcc",
+        "git",
+        "go",
+        "helm",
+        "java",
+        "kubectl",
+        "make",
+        "node",
+        "nvidia-smi",
+        "podman",
+        "python3",
+        "terraform",
+    }
+)
+
+Listener = Callable[[CapabilitiesChanged], None]
+
+
+@dataclass(slots=True)
+class Stats:
+    """Cache hits and misses (one per target looked up), probes run and failed."""
+
+    hits: int = 0
+    misses: int = 0
+    probes: int = 0
+    failures: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    key: tuple[str, str, bool, frozenset[str]]
+    target: AnyTarget
+    tools: frozenset[str]
+    tools_only: bool
+
+
+class Discovery:
+    """Finds targets' capabilities through probers, one per target kind."""
+
+    def __init__(
+        self,
+        probers: Mapping[TargetKind, Prober],
+        cache: CapabilityCache | None = None,
+        *,
+        ttl: timedelta = timedelta(minutes=5),
+        concurrency: int = 32,
+        retry_after: timedelta = timedelta(seconds=30),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.probers = dict(probers)
+        self.cache = cache or CapabilityCache()
+        self.ttl = ttl
+        self.concurrency = concurrency
+        # A target that just failed is not probed again before this (nor after the ttl).
+        self.retry_after = min(retry_after, ttl)
+        self.stats = Stats()
+        self._clock = clock
+        self._listeners: list[Listener] = []
+        self._failures: dict[str, tuple[ProbeError, datetime]] = {}
+        self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
+        self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` whenever a target's capabilities change."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def handles(self, target: AnyTarget) -> bool:
+        return target.kind in self.probers
+
+    async def lookup(
+        self,
+        targets: Sequence[AnyTarget],
+        tools: frozenset[str] = frozenset(),
+        *,
+        refresh: bool = False,
+        timeout: float | None = None,
+    ) -> list[Known]:
+        """Each target's capabilities, as fresh as `timeout` seconds allow."""
+        now = self._clock()
+        known: list[Known | None] = [None] * len(targets)
+        waiting: dict[int, asyncio.Task[ProbeReport]] = {}
+        for i, target in enumerate(targets):
+            if not self.handles(target):
+                known[i] = Known(target.capabilities or Capabilities())
+                continue
+            entry = self._entry(target)
+            fresh = entry is not None and not refresh and entry.age(now) < self.ttl.total_seconds()
+            if fresh and entry is not None and entry.knows(tools):
+                self.stats.hits += 1
+                known[i] = _known(target, entry, DiscoveryStatus.CACHED)
+                continue
+            failed = None if refresh or fresh else self._recent_failure(target, now)
+            if failed is not None:  # known to fail: no new probe on every decision
+                self.stats.hits += 1
+                known[i] = self._degraded(target, failed.status, failed.cause)
+                continue
+            self.stats.misses += 1
+            if fresh and entry is not None:
+                job = self._job(target, tools - entry.tools_checked, tools_only=True)
+            else:
+                previously = entry.tools_checked if entry else frozenset()
+                job = self._job(target, tools | previously | COMMON_TOOLS, tools_only=False)
+            waiting[i] = self._start(job)
+        if waiting:
+            await asyncio.wait(set(waiting.values()), timeout=timeout)
+            for i, task in waiting.items():
+                known[i] = self._outcome(targets[i], task, timeout)
+            self.cache.flush()
+        return [k for k in known if k is not None]
+
+    def _recent_failure(self, target: AnyTarget, now: datetime) -> ProbeError | None:
+        failed = self._failures.get(target.id)
+        if failed is None or (now - failed[1]) >= self.retry_after:
+            return None
+        return failed[0]
+
+    # ------------------------------------------------------------------- internals
+
+    def _entry(self, target: AnyTarget) -> Entry | None:
+        entry = self.cache.get(target.id)
+        if entry is None or entry.fingerprint != fingerprint(target):
+            return None
+        return entry
+
+    def _job(self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool) -> _Job:
+        return _Job((target.id, fingerprint(target), tools_only, tools), target, tools, tools_only)
+
+    def _start(self, job: _Job) -> asyncio.Task[ProbeReport]:
+        running = self._inflight.get(job.key)
+        if running is not None and not running.done():
+            return running  # one probe per target and question, however many ask
+        task = asyncio.ensure_future(self._run(job))
+        self._inflight[job.key] = task
+        task.add_done_callback(lambda t: self._finished(job, t))
+        return task
+
+    async def _run(self, job: _Job) -> ProbeReport:
+        async with self._semaphore():
+            self.stats.probes += 1
+            started = time.perf_counter()
+            try:
+                report = await self.probers[job.target.kind].probe(
+                    job.target, job.tools, tools_only=job.tools_only
+                )
+            except ProbeError as exc:
+                self.stats.failures += 1
+                self._failures[job.target.id] = (exc, self._clock())
+                _log.info(
+                    "discovery.failed",
+                    target=job.target.id,
+                    status=exc.status.value,
+                    cause=exc.cause,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+                raise
+        self._failures.pop(job.target.id, None)
+        self._store(job, report)
+        _log.info(
+            "discovery.probed",
+            target=job.target.id,
+            tools_only=job.tools_only,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return report
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._limit is None or self._limit[0] is not loop:
+            self._limit = (loop, asyncio.Semaphore(self.concurrency))
+        return self._limit[1]
+
+    def _finished(self, job: _Job, task: asyncio.Task[ProbeReport]) -> None:
+        if self._inflight.get(job.key) is task:
+            del self._inflight[job.key]
+        if not task.cancelled() and task.exception() is None:
+            self.cache.flush()  # a probe that outlived its decision still saves its answer
+
+    def _store(self, job: _Job, report: ProbeReport) -> None:
+        target = job.target
+        before = self._entry(target)
+        at = self._clock()  # one clock for ages, whatever the prober stamped
+        if job.tools_only:
+            if before is None:
+                return  # the hardware entry vanished meanwhile; the next probe redoes it
+            entry = before.with_tools(report.capabilities.tools, report.tools_checked)
+        else:
+            caps = report.capabilities.model_copy(update={"discovered_at": at})
+            entry = Entry(fingerprint(target), caps, report.tools_checked, at, report.notes)
+        self.cache.put(target.id, entry)
+        if before is None:
+            return
+        found = changes(
+            before.capabilities, entry.capabilities, before.tools_checked & report.tools_checked
+        )
+        if found:
+            event = CapabilitiesChanged(target.id, tuple(found), at)
+            _log.info(
+                "discovery.changed",
+                target=target.id,
+                changes=[f"{c.field}: {c.before} -> {c.after}" for c in found],
+            )
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # a listener must never break discovery
+                    _log.exception("event.subscriber_failed", event_name=event.name)
+
+    def _outcome(
+        self, target: AnyTarget, task: asyncio.Task[ProbeReport], timeout: float | None
+    ) -> Known:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            entry = self._entry(target)
+            if entry is not None:
+                return _known(target, entry, DiscoveryStatus.FRESH)
+        if not task.done():
+            cause = f"no answer within the decision timeout ({timeout or 0:g} s)"
+            return self._degraded(target, DiscoveryStatus.UNVERIFIED, cause)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, ProbeError):
+            return self._degraded(target, error.status, error.cause)
+        _log.error("discovery.crashed", target=target.id, error=repr(error))
+        return self._degraded(target, DiscoveryStatus.UNVERIFIED, f"discovery failed: {error!r}")
+
+    def _degraded(self, target: AnyTarget, status: DiscoveryStatus, cause: str) -> Known:
+        """Discovery did not answer: the last known values, else the declared ones."""
+        entry = self._entry(target)
+        if entry is not None:
+            return _known(target, entry, DiscoveryStatus.STALE, f"{status.value}: {cause}")
+        declared = target.capabilities
+        return Known(declared or Capabilities(), status, cause, known=declared is not None)
+
+
+def _known(
+    target: AnyTarget, entry: Entry, status: DiscoveryStatus, cause: str | None = None
+) -> Known:
+    return Known(
+        entry.capabilities.merged_over(target.capabilities),
+        status,
+        cause,
+        discovered=entry.capabilities,
+        notes=entry.notes,
+    )

@@ -1,1 +1,0 @@
-"""Everything that touches a machine lives here."""
