@@ -327,6 +327,27 @@ class TestOtherCommands:
         (local,) = out
         assert local["capabilities"]["cpu"] >= 1
         assert local["capabilities"]["memoryGb"] > 0
+        assert local["discovery"] == {"status": "fresh", "cause": None}
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+    def test_discover_json_matches_nproc_meminfo_and_df(self, cli: Cli) -> None:
+        code, out = cli.json("discover")
+        assert code == 0
+        (local,) = out["targets"]
+        caps = local["capabilities"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+        assert caps["cpu"] == int(subprocess.check_output(["nproc"], text=True, env=env))
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        total_kib = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
+        assert caps["memoryGb"] == pytest.approx(total_kib / 1024**2, abs=0.1)
+        free_gib = int(subprocess.check_output(["df", "-Pk", "."], text=True).split()[10]) / 1024**2
+        assert caps["diskGb"] == pytest.approx(free_gib, abs=max(1.0, free_gib * 0.02))
+        assert local["status"] == "fresh" and local["sources"]["cpu"] == "discovered"
+        assert out["cache"]["misses"] == 1 and out["cache"]["path"].endswith("capabilities.json")
+        # A new engine (as the next command run would have) is served by the cache file.
+        _, again = cli.json("discover")
+        assert again["targets"][0]["status"] == "cached"
+        assert again["targets"][0]["capabilities"]["cpu"] == caps["cpu"]
 
     @pytest.mark.parametrize("kind", ["task", "targets", "settings"])
     def test_schema_matches_the_committed_file(self, cli: Cli, kind: str) -> None:

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 from importlib import metadata
 from pathlib import Path
@@ -29,12 +30,15 @@ from acode_placement.config import (
     read_task,
     resolve_settings,
 )
+from acode_placement.discovery.compare import contradictions, provenance
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import PlacementError, UnknownNameError
 from acode_placement.models import (
     AnyTarget,
     Capabilities,
+    CheckKind,
     Ec2Target,
+    Known,
     LocalTarget,
     Mode,
     PlacementOptions,
@@ -117,7 +121,7 @@ def _prepare(
     no_discovery: bool,
 ) -> _Run:
     settings, settings_file = resolve_settings(config)
-    engine = PlacementEngine.default()
+    engine = PlacementEngine.default(settings)
     chosen = strategy or settings.strategy
     if chosen not in engine.registry:
         origin = "--strategy" if strategy else (settings_file or "settings")
@@ -131,6 +135,7 @@ def _prepare(
         tie_breaker=settings.tie_breaker,
         default_runtime_minutes=settings.default_runtime_minutes,
         discovery_enabled=settings.discovery_enabled and not no_discovery,
+        decision_timeout=settings.decision_timeout,
     )
     return _Run(engine, options, _targets(targets_path))
 
@@ -231,17 +236,57 @@ def targets(
     no_discovery: NoDiscoveryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the targets with their capabilities (declared, or this machine's as found)."""
+    """List the targets with their capabilities: declared, with what discovery found over them."""
     fleet = _targets(targets)
-    engine = PlacementEngine.default()
     settings, _ = resolve_settings(config)
-    options = PlacementOptions(discovery_enabled=settings.discovery_enabled and not no_discovery)
+    engine = PlacementEngine.default(settings)
+    options = PlacementOptions(
+        discovery_enabled=settings.discovery_enabled and not no_discovery,
+        decision_timeout=settings.decision_timeout,
+    )
     known = asyncio.run(engine.capabilities(fleet, TaskRequirements(), options))
-    rows = [(t, k.capabilities) for t, k in zip(fleet, known, strict=True)]
+    rows = list(zip(fleet, known, strict=True))
     if json_out:
-        _print_json([_target_json(t, caps) for t, caps in rows])
+        _print_json([_target_json(t, k) for t, k in rows])
         return
     _console().print(_targets_table(rows))
+
+
+@app.command()
+@_errors
+def discover(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="target ids (default: every target)")
+    ] = None,
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="probe every target now, whatever the cache holds")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Probe the targets: what each offers, where each value came from, how old it is."""
+    fleet = _targets(targets)
+    by_id = {t.id: t for t in fleet}
+    for name in ids or ():
+        if name not in by_id:
+            raise UnknownNameError("target id", name, by_id, "discover")
+    chosen = [by_id[name] for name in dict.fromkeys(ids)] if ids else fleet
+    settings, _ = resolve_settings(config)
+    engine = PlacementEngine.default(settings)
+    declared_tools = frozenset(
+        tool for t in chosen if t.capabilities for tool in t.capabilities.tools
+    )
+    known = asyncio.run(engine.discover(chosen, declared_tools, refresh=refresh))
+    reports = [discovery_json(t, k, engine) for t, k in zip(chosen, known, strict=True)]
+    if json_out:
+        _print_json({"targets": reports, "cache": _cache_json(engine)})
+        return
+    console = _console()
+    console.print(_discover_table(reports))
+    for report in reports:
+        for line in (*report["contradictions"], *report["notes"]):
+            console.print(f"{report['id']}: {line}", markup=False)
 
 
 @app.command()
@@ -326,8 +371,9 @@ def _details(ts: TargetScore) -> str:
         text += f" | preferences {len(met)}/{len(ts.preferences)}"
         if met:
             text += f": {', '.join(met)}"
-    if ts.stale:
-        text += " | discovery did not answer; declared capabilities used"
+    unknown = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
+    if ts.stale and not unknown:
+        text += f" | {explain.discovery_text(ts)}"
     return text
 
 
@@ -340,7 +386,7 @@ def _where(target: AnyTarget) -> str:
     return "this machine"
 
 
-def _targets_table(rows: Sequence[tuple[AnyTarget, Capabilities]]) -> Table:
+def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
     table = Table(
         "id",
         "type",
@@ -353,35 +399,115 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Capabilities]]) -> Table:
         "tools",
         "$/h",
         "labels",
+        "known",
         box=None,
     )
-    for target, caps in rows:
+    for target, known in rows:
+        caps = known.capabilities
         rate = target.hourly_rate
         table.add_row(
             target.id,
             target.kind.value,
             _where(target),
-            _num_or_dash(caps.cpu),
-            _num_or_dash(caps.memory_gb),
-            _num_or_dash(caps.disk_gb),
-            explain.gpu_text(caps.gpu) if caps.gpu else "-",
-            f"{caps.os or '?'}/{caps.arch or '?'}",
-            ", ".join(caps.tools) or "-",
+            *_capability_cells(caps),
             f"{rate:.3f}" if rate is not None else ("-" if target.is_cloud else "0"),
             ", ".join(f"{k}={v}" for k, v in target.labels.items()) or "-",
+            known.status.value,
         )
     return table
+
+
+def _capability_cells(caps: Capabilities) -> tuple[str, ...]:
+    return (
+        _num_or_dash(caps.cpu),
+        _num_or_dash(caps.memory_gb),
+        _num_or_dash(caps.disk_gb),
+        explain.gpu_text(caps.gpu) if caps.gpu else "-",
+        f"{caps.os or '?'}/{caps.arch or '?'}",
+        ", ".join(caps.tools) or "-",
+    )
+
+
+def _discover_table(reports: Sequence[dict[str, Any]]) -> Table:
+    table = Table(
+        "id",
+        "status",
+        "age",
+        "cpu",
+        "mem GB",
+        "disk GB",
+        "gpu",
+        "os/arch",
+        "tools",
+        "cause",
+        box=None,
+    )
+    for report in reports:
+        caps = Capabilities.model_validate(report["capabilities"])
+        age = report["ageSeconds"]
+        table.add_row(
+            report["id"],
+            report["status"],
+            "-" if age is None else _age(age),
+            *_capability_cells(caps),
+            report["cause"] or "",
+        )
+    return table
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _num_or_dash(value: float | None) -> str:
     return "-" if value is None else explain.num(value)
 
 
-def _target_json(target: AnyTarget, caps: Capabilities) -> dict[str, Any]:
+def _target_json(target: AnyTarget, known: Known) -> dict[str, Any]:
     data = target.model_dump(mode="json", exclude={"capabilities"}, exclude_none=True)
     data.pop("identityFile", None)  # a key path is nobody's business but ssh's
-    data["capabilities"] = caps.model_dump(mode="json", exclude_none=True)
+    data["capabilities"] = known.capabilities.model_dump(mode="json", exclude_none=True)
+    data["discovery"] = {"status": known.status.value, "cause": known.cause}
     return data
+
+
+def discovery_json(target: AnyTarget, known: Known, engine: PlacementEngine) -> dict[str, Any]:
+    """One target's discovery: values, their sources, age, status and contradictions."""
+    found = known.discovered
+    at = found.discovered_at if found else None
+    entry = engine.discovery.cache.get(target.id) if engine.discovery else None
+    checked = entry.tools_checked if entry else frozenset()
+    return {
+        "id": target.id,
+        "type": target.kind.value,
+        "status": known.status.value,
+        "cause": known.cause,
+        "discoveredAt": at.isoformat() if at else None,
+        "ageSeconds": round((datetime.now(UTC) - at).total_seconds(), 1) if at else None,
+        "capabilities": known.capabilities.model_dump(mode="json", exclude_none=True),
+        "sources": provenance(target.capabilities, found),
+        "contradictions": contradictions(target.capabilities, found, checked),
+        "notes": list(known.notes),
+    }
+
+
+def _cache_json(engine: PlacementEngine) -> dict[str, Any]:
+    discovery = engine.discovery
+    if discovery is None:
+        return {}
+    stats = discovery.stats
+    return {
+        "path": str(discovery.cache.path) if discovery.cache.path else None,
+        "ttlMinutes": discovery.ttl.total_seconds() / 60,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "probes": stats.probes,
+        "failures": stats.failures,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

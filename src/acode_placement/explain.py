@@ -9,6 +9,7 @@ from typing import Any
 from acode_placement.models import (
     Check,
     CheckKind,
+    DiscoveryStatus,
     GpuInfo,
     GpuRequirement,
     PlacementResult,
@@ -245,7 +246,15 @@ def why(result: PlacementResult) -> str:
                 text += f" (next: {runner.id} {runner.score:.3f}, ${money(runner.estimated_cost)})"
     if result.reason is not Reason.ONLY_OPTION:
         text += f"; {eligible} of {len(result.all_scores)} targets eligible"
+    if chosen.stale:
+        text += f"; {discovery_text(chosen)}"
     return prefix + text
+
+
+def discovery_text(ts: TargetScore) -> str:
+    """Why a target's capabilities were not confirmed this time, and what was used."""
+    used = "last known" if ts.status is DiscoveryStatus.STALE else "declared"
+    return f"{ts.id} {ts.status.value} ({ts.cause}): {used} capabilities used"
 
 
 def hardware_text(ts: TargetScore) -> str:
