@@ -59,7 +59,9 @@ Listener = Callable[[CapabilitiesChanged], None]
 
 @dataclass(slots=True)
 class Stats:
-    """Cache hits and misses (one per target looked up), probes run and failed."""
+    """Lookups answered without I/O (hits: a fresh entry that knows every tool asked
+    about, or a failure too recent to retry) and with a probe (misses); probes run,
+    and probes failed."""
 
     hits: int = 0
     misses: int = 0
@@ -105,6 +107,9 @@ class Discovery:
         self._failures: dict[str, tuple[ProbeError, datetime]] = {}
         self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Merging discovered over declared values is costly; it is kept per target until
+        # either side changes (entries and declared capabilities are immutable).
+        self._merged: dict[str, tuple[Entry, Capabilities | None, Capabilities]] = {}
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` whenever a target's capabilities change."""
@@ -134,7 +139,7 @@ class Discovery:
             fresh = entry is not None and not refresh and entry.age(now) < self.ttl.total_seconds()
             if fresh and entry is not None and entry.knows(tools):
                 self.stats.hits += 1
-                known[i] = _known(target, entry, DiscoveryStatus.CACHED)
+                known[i] = self._known(target, entry, DiscoveryStatus.CACHED)
                 continue
             failed = None if refresh or fresh else self._recent_failure(target, now)
             if failed is not None:  # known to fail: no new probe on every decision
@@ -258,7 +263,7 @@ class Discovery:
         if task.done() and not task.cancelled() and task.exception() is None:
             entry = self._entry(target)
             if entry is not None:
-                return _known(target, entry, DiscoveryStatus.FRESH)
+                return self._known(target, entry, DiscoveryStatus.FRESH)
         if not task.done():
             cause = f"no answer within the decision timeout ({timeout or 0:g} s)"
             return self._degraded(target, DiscoveryStatus.UNVERIFIED, cause)
@@ -272,18 +277,22 @@ class Discovery:
         """Discovery did not answer: the last known values, else the declared ones."""
         entry = self._entry(target)
         if entry is not None:
-            return _known(target, entry, DiscoveryStatus.STALE, f"{status.value}: {cause}")
+            return self._known(target, entry, DiscoveryStatus.STALE, f"{status.value}: {cause}")
         declared = target.capabilities
         return Known(declared or Capabilities(), status, cause, known=declared is not None)
 
-
-def _known(
-    target: AnyTarget, entry: Entry, status: DiscoveryStatus, cause: str | None = None
-) -> Known:
-    return Known(
-        entry.capabilities.merged_over(target.capabilities),
-        status,
-        cause,
-        discovered=entry.capabilities,
-        notes=entry.notes,
-    )
+    def _known(
+        self,
+        target: AnyTarget,
+        entry: Entry,
+        status: DiscoveryStatus,
+        cause: str | None = None,
+    ) -> Known:
+        declared = target.capabilities
+        memo = self._merged.get(target.id)
+        if memo is not None and memo[0] is entry and memo[1] is declared:
+            merged = memo[2]
+        else:
+            merged = entry.capabilities.merged_over(declared)
+            self._merged[target.id] = (entry, declared, merged)
+        return Known(merged, status, cause, discovered=entry.capabilities, notes=entry.notes)
