@@ -25,8 +25,12 @@ def _isolated_config(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
     for name in list(os.environ):
-        if name.startswith("ACODE_PLACEMENT_"):
+        if name.startswith(("ACODE_PLACEMENT_", "AWS_")):
             monkeypatch.delenv(name)
+    # No test may reach AWS or the instance-metadata address, whatever the machine has.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
 
 
 @pytest.fixture

@@ -200,11 +200,14 @@ class TestPlacement:
 
     def test_cost_optimized_prefers_cheaper_over_preferences(self) -> None:
         cheap = Ec2Target(
-            id="cheap", instance_type="a", hourly_rate=1.00, capabilities=Capabilities(cpu=4)
+            id="cheap",
+            instance_type="m7i.large",
+            hourly_rate=1.00,
+            capabilities=Capabilities(cpu=4),
         )
         dear = Ec2Target(
             id="dear",
-            instance_type="b",
+            instance_type="m7i.xlarge",
             hourly_rate=1.01,
             labels={"pool": "fast"},
             capabilities=Capabilities(cpu=4),

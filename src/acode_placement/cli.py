@@ -244,8 +244,13 @@ def targets(
         discovery_enabled=settings.discovery_enabled and not no_discovery,
         decision_timeout=settings.decision_timeout,
     )
-    known = asyncio.run(engine.capabilities(fleet, TaskRequirements(), options))
-    rows = list(zip(fleet, known, strict=True))
+
+    async def look() -> tuple[list[AnyTarget], list[Known]]:
+        resolved = await engine.resolve(fleet)
+        return resolved, await engine.capabilities(resolved, TaskRequirements(), options)
+
+    resolved, known = asyncio.run(look())
+    rows = list(zip(resolved, known, strict=True))
     if json_out:
         _print_json([_target_json(t, k) for t, k in rows])
         return
@@ -267,17 +272,22 @@ def discover(
 ) -> None:
     """Probe the targets: what each offers, where each value came from, how old it is."""
     fleet = _targets(targets)
-    by_id = {t.id: t for t in fleet}
     for name in ids or ():
-        if name not in by_id:
-            raise UnknownNameError("target id", name, by_id, "discover")
-    chosen = [by_id[name] for name in dict.fromkeys(ids)] if ids else fleet
+        if not any(t.id == name for t in fleet) and "/" not in name:
+            raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
     settings, _ = resolve_settings(config)
     engine = PlacementEngine.default(settings)
-    declared_tools = frozenset(
-        tool for t in chosen if t.capabilities for tool in t.capabilities.tools
-    )
-    known = asyncio.run(engine.discover(chosen, declared_tools, refresh=refresh))
+
+    async def look() -> tuple[list[AnyTarget], list[Known]]:
+        resolved = await engine.resolve(fleet)
+        wanted = [t for t in resolved if not ids or any(_named(t.id, n) for n in ids)]
+        tools = frozenset(tool for t in wanted if t.capabilities for tool in t.capabilities.tools)
+        return wanted, await engine.discover(wanted, tools, refresh=refresh)
+
+    chosen, known = asyncio.run(look())
+    for name in ids or ():
+        if not any(_named(t.id, name) for t in chosen):
+            raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
     reports = [discovery_json(t, k, engine) for t, k in zip(chosen, known, strict=True)]
     if json_out:
         _print_json({"targets": reports, "cache": _cache_json(engine)})
@@ -371,10 +381,17 @@ def _details(ts: TargetScore) -> str:
         text += f" | preferences {len(met)}/{len(ts.preferences)}"
         if met:
             text += f": {', '.join(met)}"
+    if isinstance(ts.target, Ec2Target) and ts.target.price is not None:
+        text += f" | {explain.price_text(ts.target)}"
     unknown = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
     if ts.stale and not unknown:
         text += f" | {explain.discovery_text(ts)}"
     return text
+
+
+def _named(target_id: str, name: str) -> bool:
+    """`name` is the target's id, or the id of the fleet it belongs to."""
+    return target_id == name or target_id.startswith(name + "/")
 
 
 def _where(target: AnyTarget) -> str:
@@ -398,6 +415,7 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
         "os/arch",
         "tools",
         "$/h",
+        "price from",
         "labels",
         "known",
         box=None,
@@ -411,6 +429,7 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
             _where(target),
             *_capability_cells(caps),
             f"{rate:.3f}" if rate is not None else ("-" if target.is_cloud else "0"),
+            explain.price_source(target) if isinstance(target, Ec2Target) else "-",
             ", ".join(f"{k}={v}" for k, v in target.labels.items()) or "-",
             known.status.value,
         )
@@ -472,6 +491,8 @@ def _target_json(target: AnyTarget, known: Known) -> dict[str, Any]:
     data.pop("identityFile", None)  # a key path is nobody's business but ssh's
     data["capabilities"] = known.capabilities.model_dump(mode="json", exclude_none=True)
     data["discovery"] = {"status": known.status.value, "cause": known.cause}
+    if isinstance(target, Ec2Target):
+        data["price"] = explain.price_json(target)
     return data
 
 

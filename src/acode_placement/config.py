@@ -215,8 +215,9 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
     here = data
     for part in loc:
         tag = isinstance(here, dict) and part not in here and here.get("type") == part
-        if tag:
-            continue  # a discriminated union's tag, not a key of the file
+        member = isinstance(part, str) and ("[" in part or "(" in part)
+        if tag or member:
+            continue  # a union's tag or member type (`tuple[...]`), not a key of the file
         path.append(part)
         here = here.get(part) if isinstance(here, dict) else _index(here, part)
     return tuple(path)

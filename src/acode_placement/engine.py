@@ -20,6 +20,9 @@ from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.cache import default_path as default_cache_path
 from acode_placement.discovery.probes import LocalProbe, Prober, SshProbe
 from acode_placement.discovery.service import Discovery
+from acode_placement.ec2.api import Ec2Api
+from acode_placement.ec2.catalog import Catalog
+from acode_placement.ec2.fleet import Ec2Prober, Ec2Resolver
 from acode_placement.errors import AcquireError, StrategyError
 from acode_placement.events import (
     PlacementCompleted,
@@ -34,6 +37,7 @@ from acode_placement.models import (
     Capabilities,
     Check,
     CheckKind,
+    Ec2Target,
     Known,
     PlacementOptions,
     PlacementResult,
@@ -74,19 +78,31 @@ class PlacementEngine:
         self,
         registry: StrategyRegistry | None = None,
         discovery: Discovery | None = None,
+        ec2: Ec2Resolver | None = None,
     ) -> None:
         self.registry = registry or StrategyRegistry.with_builtins()
         self.discovery = discovery
+        self._ec2 = ec2
         self._subscribers: list[Subscriber] = []
         if discovery is not None:
             discovery.subscribe(self._publish)
+
+    @property
+    def ec2(self) -> Ec2Resolver:
+        """Expands fleets and prices ec2 targets (the shipped catalog unless given)."""
+        if self._ec2 is None:
+            self._ec2 = Ec2Resolver(None, Catalog.shipped())
+        return self._ec2
 
     @classmethod
     def default(cls, settings: PlacementSettings | None = None) -> PlacementEngine:
         """Built-in and plug-in strategies; this machine and SSH hosts discovered by
         probing, with the capability cache kept in the user's data directory."""
         settings = settings or PlacementSettings()
+        api = Ec2Api(settings.ec2_api, settings.probe_timeout)
+        catalog = Catalog.shipped()
         probers: dict[TargetKind, Prober] = {
+            TargetKind.EC2: Ec2Prober(api, catalog),
             TargetKind.LOCAL: LocalProbe(settings.probe_timeout),
             TargetKind.SSH: SshProbe(
                 settings.probe_timeout,
@@ -100,7 +116,7 @@ class PlacementEngine:
             ttl=timedelta(minutes=settings.cache_minutes),
             concurrency=settings.discovery_concurrency,
         )
-        return cls(StrategyRegistry.default(), discovery)
+        return cls(StrategyRegistry.default(), discovery, Ec2Resolver(api, catalog))
 
     def register_strategy(self, strategy: Strategy) -> None:
         """Add a strategy; a name already taken raises `DuplicateStrategyError`."""
@@ -131,6 +147,13 @@ class PlacementEngine:
             targets, requirements.wanted_tools(), timeout=options.decision_timeout
         )
 
+    async def resolve(self, targets: Sequence[AnyTarget]) -> list[AnyTarget]:
+        """The targets as candidates: each ec2 fleet expanded into one target per
+        instance type, and every ec2 target priced (see `Ec2Target.price`)."""
+        if not any(isinstance(t, Ec2Target) for t in targets):
+            return list(targets)
+        return await self.ec2.resolve(targets)
+
     async def discover(
         self,
         targets: Sequence[AnyTarget],
@@ -140,7 +163,7 @@ class PlacementEngine:
         timeout: float | None = None,
     ) -> list[Known]:
         """Discover targets now (`refresh` ignores the cache); declared only without
-        discovery."""
+        discovery. Give resolved targets (see `resolve`) to discover fleet members."""
         if self.discovery is None:
             return [Known(t.capabilities or Capabilities()) for t in targets]
         return await self.discovery.lookup(targets, tools, refresh=refresh, timeout=timeout)
@@ -154,6 +177,7 @@ class PlacementEngine:
         """Every target's score, matches and mismatches, in the order given."""
         options = options or PlacementOptions()
         strategy, _ = self._strategy(options.strategy, requirements)
+        targets = await self.resolve(targets)
         known = await self.capabilities(targets, requirements, options)
         return score_all(strategy, requirements, targets, known, options)
 
@@ -176,6 +200,7 @@ class PlacementEngine:
             )
         )
         try:
+            targets = await self.resolve(targets)
             known = await self.capabilities(targets, requirements, options)
             result = self.decide(
                 requirements, targets, known, options, task_name=task_name, request_id=request_id

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from acode_placement.models import (
     Check,
     CheckKind,
     DiscoveryStatus,
+    Ec2Target,
     GpuInfo,
     GpuRequirement,
     PlacementResult,
@@ -269,7 +271,42 @@ def hardware_text(ts: TargetScore) -> str:
     return ", ".join(parts) or "capabilities unknown"
 
 
+def price_source(target: Ec2Target, today: date | None = None) -> str:
+    """`catalog 2026-01-21 (309 days old)`, `AWS Price List API today`, `declared`."""
+    quote = target.price
+    if quote is None:
+        return "declared" if target.hourly_rate is not None else "unknown"
+    if quote.as_of is None:
+        return quote.source
+    age = ((today or datetime.now(UTC).date()) - quote.as_of).days
+    when = "today" if age <= 0 else f"{quote.as_of.isoformat()} ({age} days old)"
+    return f"{quote.source} {when}"
+
+
+def price_text(target: Ec2Target) -> str:
+    """`$1.006/h on demand, catalog 2026-01-21 (309 days old)`, with any note."""
+    quote = target.price
+    rate = target.hourly_rate
+    shown = "price unknown" if rate is None else f"${num(rate)}/h"
+    text = f"{shown} {'spot' if target.spot else 'on demand'}, {price_source(target)}"
+    if quote is not None and quote.note:
+        text += f" ({quote.note})"
+    return text
+
+
+def price_json(target: Ec2Target) -> dict[str, Any]:
+    quote = target.price
+    return {
+        "hourly": target.hourly_rate,
+        "source": quote.source if quote else ("declared" if target.hourly_rate else "unknown"),
+        "asOf": quote.as_of.isoformat() if quote and quote.as_of else None,
+        "spot": target.spot,
+        "note": quote.note if quote else None,
+    }
+
+
 def candidate_json(ts: TargetScore) -> dict[str, Any]:
+    extra = {"price": price_json(ts.target)} if isinstance(ts.target, Ec2Target) else {}
     return {
         "id": ts.id,
         "type": ts.type.value,
@@ -284,6 +321,7 @@ def candidate_json(ts: TargetScore) -> dict[str, Any]:
         },
         "stale": ts.stale,
         "discovery": {"status": ts.status.value, "cause": ts.cause},
+        **extra,
     }
 
 

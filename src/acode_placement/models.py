@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,6 +20,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -90,6 +92,16 @@ class Mode(enum.StrEnum):
     LOCAL_ONLY = "local-only"
     AIRGAPPED = "airgapped"
     BURST = "burst"
+
+
+class AwsApi(enum.StrEnum):
+    """When to ask AWS. `auto`: when credentials are configured (environment, shared
+    files, SSO, a container role), never probing the instance-metadata service;
+    `on`: always, with boto3's whole credential chain; `off`: never."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
 
 
 class TieBreaker(enum.StrEnum):
@@ -265,12 +277,97 @@ class SshTarget(_TargetBase):
     identity_file: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PriceQuote:
+    """An hourly price and where it came from (`declared`, `AWS Price List API`,
+    `EC2 spot price history`, `catalog`, or `unknown`), as of when."""
+
+    hourly: float | None
+    source: str
+    as_of: date | None = None
+    spot: bool = False
+    note: str | None = None
+
+
+_INSTANCE_TYPE = re.compile(r"^[a-z0-9-]+\.[a-z0-9-]+$")
+_FAMILY = re.compile(r"^[a-z0-9-]+$")
+
+
+def _check_instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.fullmatch(value):
+        raise ValueError(f"invalid instance type {value!r}: expected a name like g5.xlarge")
+    return value
+
+
+def _check_family(value: str) -> str:
+    if not _FAMILY.fullmatch(value):
+        raise ValueError(f"invalid instance family {value!r}: expected a name like g5 or c7i")
+    return value
+
+
+InstanceTypeName = Annotated[str, AfterValidator(_check_instance_type)]
+FamilyName = Annotated[str, AfterValidator(_check_family)]
+Every = Literal["*"]
+
+
 class Ec2Target(_TargetBase):
-    """One AWS EC2 instance type in one region: cloud."""
+    """One AWS EC2 instance type in one region (cloud), or a fleet of them.
+
+    A fleet gives `instance_types` or `instance_families` (or `"*"`: every
+    current-generation type) instead of `instance_type`; the engine expands it into
+    one target per instance type, with ids `<id>/<instance type>`.
+    """
 
     type: Literal["ec2"] = "ec2"
-    instance_type: Annotated[str, Field(min_length=1)]
-    region: Annotated[str, Field(min_length=1)] = "us-east-1"
+    instance_type: InstanceTypeName | None = None
+    instance_types: tuple[InstanceTypeName, ...] | Every | None = None
+    instance_families: tuple[FamilyName, ...] | Every | None = None
+    region: Annotated[str, Field(min_length=1, pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] = "us-east-1"
+    max_hourly_rate: NonNegative | None = Field(
+        default=None, description="fleets: leave out instance types dearer than this (USD/hour)"
+    )
+    spot: bool = Field(default=False, description="price as a spot instance")
+    _price: PriceQuote | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_kind_of_choice(self) -> Ec2Target:
+        given = [
+            name
+            for name, value in (
+                ("instanceType", self.instance_type),
+                ("instanceTypes", self.instance_types),
+                ("instanceFamilies", self.instance_families),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            shown = " and ".join(given) if given else "none of them"
+            raise ValueError(
+                f"give exactly one of instanceType, instanceTypes, instanceFamilies (got {shown})"
+            )
+        if self.is_fleet and self.hourly_rate is not None:
+            raise ValueError("hourlyRate is for one instance type; a fleet takes maxHourlyRate")
+        if not self.is_fleet and self.max_hourly_rate is not None:
+            raise ValueError("maxHourlyRate is for fleets; one instance type takes hourlyRate")
+        for value in (self.instance_types, self.instance_families):
+            if value is not None and value != "*" and not value:
+                raise ValueError('a fleet needs at least one instance type or family, or "*"')
+        return self
+
+    @property
+    def is_fleet(self) -> bool:
+        return self.instance_type is None
+
+    @property
+    def price(self) -> PriceQuote | None:
+        """The price the engine resolved for this target (None before resolution)."""
+        return self._price
+
+    def priced(self, quote: PriceQuote) -> Ec2Target:
+        """A copy with `hourly_rate` from `quote`, and the quote kept for explanations."""
+        copy = self.model_copy(update={"hourly_rate": quote.hourly})
+        copy._price = quote
+        return copy
 
 
 Target = Annotated[LocalTarget | SshTarget | Ec2Target, Field(discriminator="type")]
@@ -297,6 +394,11 @@ class PlacementSettings(_Model):
     )
     known_hosts: str = Field(
         default="~/.ssh/known_hosts", description="OpenSSH known_hosts file checked for SSH targets"
+    )
+    ec2_api: AwsApi = Field(
+        default=AwsApi.AUTO,
+        description="ask the EC2 and Price List APIs: auto (when credentials are configured),"
+        " on, off (the shipped catalog only)",
     )
     accept_new_host_keys: bool = Field(
         default=False,

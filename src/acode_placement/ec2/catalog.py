@@ -1,0 +1,93 @@
+"""The EC2 catalog shipped with the package: instance types and prices per region.
+
+Built by `scripts/build_ec2_catalog.py` from public data; its header says where
+every column came from and when. It is the fallback when the EC2 API or the Price
+List API cannot be asked, and the reference the tests check choices against.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+
+from acode_placement.discovery.parse import normalise_arch
+from acode_placement.ec2.types import InstanceType
+
+CATALOG = "catalog.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    instance: InstanceType
+    region: str
+    price: float | None
+    spot_price: float | None
+    price_date: date | None
+
+
+class Catalog:
+    """Instance types and prices by region, read once."""
+
+    def __init__(self, rows: list[CatalogRow], header: list[str]) -> None:
+        self._rows: dict[str, dict[str, CatalogRow]] = {}
+        for row in rows:
+            self._rows.setdefault(row.region, {})[row.instance.name] = row
+        self.header = header
+
+    @classmethod
+    @functools.cache
+    def shipped(cls) -> Catalog:
+        text = resources.files("acode_placement.ec2").joinpath(CATALOG).read_text("utf-8")
+        return cls.parse(text)
+
+    @classmethod
+    def parse(cls, text: str) -> Catalog:
+        lines = text.splitlines()
+        header = [line[1:].strip() for line in lines if line.startswith("#")]
+        body = (line for line in lines if line and not line.startswith("#"))
+        return cls([_row(r) for r in csv.DictReader(body)], header)
+
+    @property
+    def source(self) -> str:
+        """The header lines that say where the data came from, joined."""
+        return " ".join(self.header)
+
+    def regions(self) -> list[str]:
+        return sorted(self._rows)
+
+    def row(self, region: str, instance_type: str) -> CatalogRow | None:
+        return self._rows.get(region, {}).get(instance_type)
+
+    def types(self, region: str) -> dict[str, InstanceType]:
+        return {name: row.instance for name, row in self._rows.get(region, {}).items()}
+
+    def __iter__(self) -> Iterator[CatalogRow]:
+        for rows in self._rows.values():
+            yield from rows.values()
+
+
+def _row(raw: dict[str, str]) -> CatalogRow:
+    current = raw["currentGeneration"]
+    instance = InstanceType(
+        name=raw["instanceType"],
+        vcpus=float(raw["vcpus"]),
+        memory_gib=float(raw["memoryGib"]),
+        arch=normalise_arch(raw["arch"]),
+        accelerator_maker=raw["acceleratorManufacturer"] or None,
+        accelerator=raw["acceleratorName"] or None,
+        accelerator_count=float(raw["acceleratorCount"] or 0),
+        accelerator_memory_mib=float(raw["acceleratorMemoryMib"] or 0) or None,
+        storage_gb=float(raw["storageGb"] or 0) or None,
+        current_generation=None if current == "" else current == "1",
+    )
+    return CatalogRow(
+        instance=instance,
+        region=raw["region"],
+        price=float(raw["price"]) if raw["price"] else None,
+        spot_price=float(raw["spotPrice"]) if raw["spotPrice"] else None,
+        price_date=date.fromisoformat(raw["priceDate"]) if raw["priceDate"] else None,
+    )
