@@ -1,0 +1,1 @@
+"""EC2: instance types, the shipped catalog, AWS API calls, fleets and prices."""
