@@ -58,7 +58,8 @@ def main(source: str) -> None:
     )
     print(f"# built: {datetime.now(UTC).date()} by scripts/build_ec2_catalog.py")
     out.writerow(COLUMNS)
-    rows = sorted(csv.DictReader(open(source)), key=lambda r: (r["Region"], r["InstanceType"]))
+    with open(source, encoding="utf-8") as file:
+        rows = sorted(csv.DictReader(file), key=lambda r: (r["Region"], r["InstanceType"]))
     for row in rows:
         info = ast.literal_eval(row["GpuInfo"]) if row["GpuInfo"] else None
         gpu = info["Gpus"][0] if info else None
