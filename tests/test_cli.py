@@ -279,7 +279,7 @@ class TestOtherCommands:
         assert (code, out.strip()) == (0, "acode-placement 0.1.0")
         code, _, err = cli("--log-level", "loud", "strategies")
         assert code == 2
-        assert "--log-level: unknown level 'loud'" in err
+        assert "--log-level: unknown value 'loud'; available: debug, error, info, warning" in err
 
     def test_info_logs_go_to_stderr_as_json(self, write: Write) -> None:
         done = run(

@@ -6,12 +6,13 @@ Exit status: 0 placed (or done), 1 no valid target, 2 bad input or usage.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +33,9 @@ from acode_placement.config import (
 )
 from acode_placement.discovery.compare import contradictions, provenance
 from acode_placement.engine import PlacementEngine
-from acode_placement.errors import PlacementError, UnknownNameError
+from acode_placement.errors import InputError, PlacementError, UnknownNameError
+from acode_placement.history.replay import replay
+from acode_placement.history.store import HistoryStore, Record
 from acode_placement.models import (
     AnyTarget,
     Capabilities,
@@ -40,14 +43,18 @@ from acode_placement.models import (
     Ec2Target,
     Known,
     LocalTarget,
+    LogFormat,
+    LogLevel,
     Mode,
     PlacementOptions,
     PlacementResult,
+    PlacementSettings,
     SshTarget,
     TargetScore,
     Task,
     TaskRequirements,
 )
+from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
 
 P = ParamSpec("P")
@@ -92,8 +99,22 @@ def _console() -> Console:
     return Console(width=width, highlight=False, soft_wrap=True)
 
 
+@dataclass
+class _Session:
+    """What the top-level options asked for, and the engine a command made."""
+
+    log_level: str | None = None
+    log_format: str | None = None
+    metrics_file: Path | None = None
+    engine: PlacementEngine | None = None
+
+
+_session = _Session()
+
+
 def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Bad input becomes one line on stderr and exit status 2, never a traceback."""
+    """Bad input becomes one line on stderr and exit status 2, never a traceback.
+    Whatever the outcome, `--metrics-file` gets the command's metrics."""
 
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -102,8 +123,30 @@ def _errors(command: Callable[P, R]) -> Callable[P, R]:
         except PlacementError as exc:
             typer.echo(f"acode-placement: error: {exc}", err=True)
             raise typer.Exit(2) from None
+        finally:
+            _write_metrics()
 
     return run
+
+
+def _write_metrics() -> None:
+    path, engine = _session.metrics_file, _session.engine
+    if path is None or engine is None:
+        return
+    try:
+        engine.metrics.write(path)
+    except OSError as exc:
+        typer.echo(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}", err=True)
+
+
+def _engine(settings: PlacementSettings) -> PlacementEngine:
+    """The default engine for these settings; logging follows them unless a flag said."""
+    configure_logging(
+        _session.log_level or settings.log_level.value,
+        _session.log_format or settings.log_format.value,
+    )
+    _session.engine = PlacementEngine.default(settings)
+    return _session.engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +164,7 @@ def _prepare(
     no_discovery: bool,
 ) -> _Run:
     settings, settings_file = resolve_settings(config)
-    engine = PlacementEngine.default(settings)
+    engine = _engine(settings)
     chosen = strategy or settings.strategy
     if chosen not in engine.registry:
         origin = "--strategy" if strategy else (settings_file or "settings")
@@ -165,23 +208,52 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _choice(value: str | None, option: str, allowed: type[enum.StrEnum]) -> str | None:
+    if value is None or value.lower() in set(allowed):
+        return value.lower() if value else None
+    names = ", ".join(sorted(allowed))
+    typer.echo(
+        f"acode-placement: error: {option}: unknown value {value!r}; available: {names}", err=True
+    )
+    raise typer.Exit(2)
+
+
 @app.callback()
 def _main(
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug | info | warning | error")
-    ] = "warning",
+        str | None,
+        typer.Option("--log-level", help="debug | info | warning | error (default: settings)"),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="json | console | auto (console on a terminal)"),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            help="write this run's Prometheus metrics there (node_exporter textfile collector)",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
     ] = False,
 ) -> None:
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        typer.echo(
-            f"acode-placement: error: --log-level: unknown level {log_level!r};"
-            " available: debug, error, info, warning",
-            err=True,
-        )
-        raise typer.Exit(2)
-    configure_logging(log_level)
+    _session.log_level = _choice(log_level, "--log-level", LogLevel)
+    _session.log_format = _choice(log_format, "--log-format", LogFormat)
+    _session.metrics_file = metrics_file
+    _session.engine = None
+    # Until a command reads its settings: the flags, else the environment, else defaults.
+    env_level = os.environ.get("ACODE_PLACEMENT_LOG_LEVEL", "warning")
+    env_format = os.environ.get("ACODE_PLACEMENT_LOG_FORMAT", "auto")
+    configure_logging(
+        _session.log_level
+        or _choice(env_level, "ACODE_PLACEMENT_LOG_LEVEL", LogLevel)
+        or "warning",
+        _session.log_format
+        or _choice(env_format, "ACODE_PLACEMENT_LOG_FORMAT", LogFormat)
+        or "auto",
+    )
 
 
 @app.command()
@@ -239,7 +311,7 @@ def targets(
     """List the targets with their capabilities: declared, with what discovery found over them."""
     fleet = _targets(targets)
     settings, _ = resolve_settings(config)
-    engine = PlacementEngine.default(settings)
+    engine = _engine(settings)
     options = PlacementOptions(
         discovery_enabled=settings.discovery_enabled and not no_discovery,
         decision_timeout=settings.decision_timeout,
@@ -276,7 +348,7 @@ def discover(
         if not any(t.id == name for t in fleet) and "/" not in name:
             raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
     settings, _ = resolve_settings(config)
-    engine = PlacementEngine.default(settings)
+    engine = _engine(settings)
 
     async def look() -> tuple[list[AnyTarget], list[Known]]:
         resolved = await engine.resolve(fleet)
@@ -303,7 +375,7 @@ def discover(
 @_errors
 def strategies(json_out: JsonOpt = False) -> None:
     """List the strategies: built-in, plug-in (entry point) and broken plug-ins."""
-    registry = PlacementEngine.default().registry
+    registry = PlacementEngine(StrategyRegistry.default()).registry
     entries = [
         {"name": name, "origin": entry.origin, "description": entry.description}
         for name, entry in registry
@@ -529,6 +601,222 @@ def _cache_json(engine: PlacementEngine) -> dict[str, Any]:
         "probes": stats.probes,
         "failures": stats.failures,
     }
+
+
+# ------------------------------------------------------------------------- history
+
+history_app = typer.Typer(
+    help="The placement history: every decision, success or failure, as it was made.",
+    no_args_is_help=False,
+)
+app.add_typer(history_app, name="history")
+
+
+def _store(config: Path | None) -> HistoryStore:
+    settings, _ = resolve_settings(config)
+    configure_logging(
+        _session.log_level or settings.log_level.value,
+        _session.log_format or settings.log_format.value,
+    )
+    if not settings.history_enabled:
+        raise InputError("the history is off (historyEnabled: false)")
+    return HistoryStore(settings.history)
+
+
+def _since(text: str | None) -> datetime | None:
+    """`2026-11-26`, `2026-11-26T10:00`, or an age: `30m`, `12h`, `7d`."""
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number = text[:-1]
+    if text[-1:] in units and number.replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(number) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--since: {text!r} is neither a date (2026-11-26T10:00) nor an age (30m, 12h, 7d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _record_summary(record: Record) -> dict[str, Any]:
+    return {
+        "requestId": record.request_id,
+        "time": record.created_at.isoformat(),
+        "taskName": record.task_name,
+        "success": record.success,
+        "target": record.target_id,
+        "targetType": record.target_type,
+        "reason": record.reason,
+        "score": record.score,
+        "strategy": record.strategy,
+        "mode": record.mode,
+        "estimatedCost": record.estimated_cost,
+        "priceSource": record.price_source,
+        "decisionMs": record.duration_ms,
+        "failureMessage": record.failure_message,
+    }
+
+
+@history_app.callback(invoke_without_command=True)
+@_errors
+def history(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many")] = 20,
+    since: Annotated[
+        str | None, typer.Option("--since", help="a date (2026-11-26) or an age (30m, 12h, 7d)")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="placed on this target (or fleet)")
+    ] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="only failures")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List recorded decisions, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    records = _store(config).list(
+        limit=limit, since=_since(since), target=target, failed=True if failed else None
+    )
+    if json_out:
+        _print_json([_record_summary(r) for r in records])
+        return
+    table = Table(
+        "time (UTC)",
+        "request",
+        "task",
+        "strategy/mode",
+        "target",
+        "reason",
+        "cost $",
+        "ms",
+        box=None,
+    )
+    for r in records:
+        table.add_row(
+            r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r.request_id[:8],
+            r.task_name or "-",
+            f"{r.strategy}/{r.mode}",
+            r.target_id or "-",
+            r.reason,
+            explain.money(r.estimated_cost),
+            f"{r.duration_ms:.1f}",
+        )
+    _console().print(table)
+
+
+def _one(store: HistoryStore, request_id: str) -> Record:
+    record = store.get(request_id)
+    if record is None:
+        raise InputError(
+            f"no recorded decision has the request id {request_id!r} (or it is ambiguous)"
+        )
+    return record
+
+
+@history_app.command("show")
+@_errors
+def history_show(
+    request_id: Annotated[str, typer.Argument(help="a request id, or a unique prefix of one")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The decision and its explanation, as they were when it was made."""
+    record = _one(_store(config), request_id)
+    if json_out:
+        attempts = [
+            {"target": a.target_id, "ok": a.ok, "error": a.error, "retryable": a.retryable}
+            for a in record.attempts
+        ]
+        _print_json(
+            {
+                **_record_summary(record),
+                "requirements": record.requirements,
+                "options": record.options,
+                "result": record.result,
+                "attempts": attempts,
+                "engineVersion": record.engine_version,
+            }
+        )
+        return
+    console = _console()
+    result = record.result
+    console.print(
+        f"{record.request_id}  {record.created_at.isoformat()}  task {record.task_name or '-'}"
+        f"  {record.strategy}/{record.mode}  engine {record.engine_version}",
+        markup=False,
+    )
+    table = Table("target", "type", "score", "cost $", "details", box=None)
+    for c in result.get("candidates", []):
+        details = "; ".join(c["mismatches"]) if not c["eligible"] else "; ".join(c["matches"])
+        table.add_row(
+            c["id"],
+            c["type"],
+            f"{c['score']:.3f}" if c["eligible"] else "not eligible",
+            explain.money(c.get("estimatedCost")),
+            details,
+        )
+    console.print(table)
+    chosen = result.get("target")
+    head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
+    console.print(f"{head}  [{record.reason}]", markup=False)
+    console.print(f"why: {result.get('why') or record.failure_message}", markup=False)
+    for attempt in record.attempts:
+        outcome = "acquired" if attempt.ok else f"failed: {attempt.error}"
+        console.print(f"attempt {attempt.target_id}: {outcome}", markup=False)
+
+
+@history_app.command("replay")
+@_errors
+def history_replay(
+    request_id: Annotated[str, typer.Argument(help="a request id, or a unique prefix of one")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a recorded decision's inputs through today's engine: same choice or not?
+
+    Exit status 0 when the decision is the same, 1 when it differs."""
+    record = _one(_store(config), request_id)
+    engine = PlacementEngine(StrategyRegistry.default())
+    again = replay(engine, record)
+    before = record.result.get("target")
+    now = again.selected
+    same = (before["id"] if before else None) == (now.id if now else None) and (
+        record.reason == again.reason.value
+    )
+    if json_out:
+        _print_json(
+            {
+                "requestId": record.request_id,
+                "same": same,
+                "recorded": {
+                    "target": before["id"] if before else None,
+                    "reason": record.reason,
+                    "score": record.score,
+                },
+                "now": {
+                    "target": now.id if now else None,
+                    "reason": again.reason.value,
+                    "score": round(now.score, 6) if now else 0.0,
+                },
+            }
+        )
+    else:
+        was = (
+            f"{before['id'] if before else 'no target'} ({record.reason}, score {record.score:.6f})"
+        )
+        is_now = (
+            f"{now.id if now else 'no target'} ({again.reason.value}, score"
+            f" {now.score if now else 0.0:.6f})"
+        )
+        if same:
+            typer.echo(f"same decision: {is_now}")
+        else:
+            typer.echo(f"different decision: recorded {was}, today {is_now}")
+    raise typer.Exit(0 if same else 1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

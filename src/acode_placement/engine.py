@@ -6,6 +6,8 @@ the decision itself (`decide`) is a pure function of its inputs.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import time
 import uuid
@@ -30,7 +32,9 @@ from acode_placement.events import (
     PlacementFailed,
     PlacementStarted,
 )
+from acode_placement.history.store import HistoryStore
 from acode_placement.matching import evaluate
+from acode_placement.metrics import Metrics
 from acode_placement.models import (
     AnyTarget,
     Attempt,
@@ -55,6 +59,7 @@ T = TypeVar("T")
 Subscriber = Callable[[PlacementEvent], object]
 
 _log = get_logger("acode_placement.engine")
+_PRUNE_EVERY = 1000  # apply the history's retention on the first write, then every N
 # Exclusions that come from where the task may run, not from what it needs.
 _MODE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
 
@@ -79,13 +84,21 @@ class PlacementEngine:
         registry: StrategyRegistry | None = None,
         discovery: Discovery | None = None,
         ec2: Ec2Resolver | None = None,
+        *,
+        history: HistoryStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry or StrategyRegistry.with_builtins()
         self.discovery = discovery
+        self.history = history
+        self.metrics = metrics or Metrics()
         self._ec2 = ec2
         self._subscribers: list[Subscriber] = []
+        self._pending: set[asyncio.Future[object]] = set()
+        self._recorded = 0
         if discovery is not None:
             discovery.subscribe(self._publish)
+            discovery.observers.append(self.metrics)
 
     @property
     def ec2(self) -> Ec2Resolver:
@@ -116,14 +129,28 @@ class PlacementEngine:
             ttl=timedelta(minutes=settings.cache_minutes),
             concurrency=settings.discovery_concurrency,
         )
-        return cls(StrategyRegistry.default(), discovery, Ec2Resolver(api, catalog))
+        history = None
+        if settings.history_enabled:
+            history = HistoryStore(
+                settings.history,
+                retention_days=settings.history_retention_days,
+                retention_count=settings.history_retention_count,
+            )
+        return cls(
+            StrategyRegistry.default(), discovery, Ec2Resolver(api, catalog), history=history
+        )
 
     def register_strategy(self, strategy: Strategy) -> None:
         """Add a strategy; a name already taken raises `DuplicateStrategyError`."""
         self.registry.register(strategy)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call `subscriber` with every event; returns a function that unsubscribes."""
+        """Call `subscriber` with every event; returns a function that unsubscribes.
+
+        A subscriber may be a coroutine function: it is then scheduled on the running
+        loop and never awaited by the placement. Whatever a subscriber raises is
+        logged and never reaches the placement.
+        """
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
@@ -188,26 +215,56 @@ class PlacementEngine:
         options: PlacementOptions | None = None,
         *,
         task_name: str | None = None,
+        record: bool = True,
     ) -> PlacementResult:
-        """Choose a target. Raises `UnknownNameError` for an unknown strategy name."""
+        """Choose a target. Raises `UnknownNameError` for an unknown strategy name.
+
+        Every placement started ends in exactly one PlacementCompleted or
+        PlacementFailed event and (with `record` and a history) one history record,
+        whatever happens: a strategy that raises, a cancelled decision, a failing
+        subscriber. A history that cannot be written is logged, never raised.
+        """
         options = options or PlacementOptions()
         self.registry.get(options.strategy)  # fail on a bad name before starting
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
-        self._publish(
-            PlacementStarted(
-                request_id, task_name, options.strategy, options.mode, len(targets), _now()
-            )
-        )
+        self.metrics.placement_started(options.strategy)
         try:
-            targets = await self.resolve(targets)
-            known = await self.capabilities(targets, requirements, options)
+            self._publish(
+                PlacementStarted(
+                    request_id, task_name, options.strategy, options.mode, len(targets), _now()
+                )
+            )
+            candidates = await self.resolve(targets)
+            known = await self.capabilities(candidates, requirements, options)
             result = self.decide(
-                requirements, targets, known, options, task_name=task_name, request_id=request_id
+                requirements,
+                candidates,
+                known,
+                options,
+                task_name=task_name,
+                request_id=request_id,
             )
         except BaseException as exc:
             elapsed = time.perf_counter() - started
             message = f"placement aborted: {type(exc).__name__}: {exc}"
+            self.metrics.placement_aborted(options.strategy, elapsed)
+            aborted = PlacementResult(
+                request_id=request_id,
+                task_name=task_name,
+                success=False,
+                selected=None,
+                reason=Reason.NO_VALID_TARGET,
+                all_scores=(),
+                alternatives=(),
+                strategy=options.strategy,
+                mode=options.mode,
+                failure_message=message,
+                decision_duration=elapsed,
+                options=options,
+            )
+            if record:
+                self._record(aborted, requirements, failure=message)
             self._publish(
                 PlacementFailed(
                     request_id, task_name, Reason.NO_VALID_TARGET, message, elapsed * 1000, _now()
@@ -215,6 +272,9 @@ class PlacementEngine:
             )
             raise
         result = replace(result, decision_duration=time.perf_counter() - started)
+        self.metrics.placement_ended(result)
+        if record:
+            self._record(result, requirements)
         self._finish(result)
         return result
 
@@ -282,7 +342,9 @@ class PlacementEngine:
                 alternatives=ranked[position + 1 :],
                 attempts=tuple(attempts),
             )
+            self._record_attempts(result.request_id, attempts)
             return Acquisition(won, handle)
+        self._record_attempts(result.request_id, attempts)
         return Acquisition(replace(result, attempts=tuple(attempts)), None)
 
     # ------------------------------------------------------------------- internals
@@ -325,9 +387,12 @@ class PlacementEngine:
             strategy=result.strategy,
             mode=result.mode.value,
             target=chosen.id if chosen else None,
+            target_type=chosen.type.value if chosen else None,
             reason=result.reason.value,
             score=chosen.score if chosen else 0.0,
             candidates=len(result.all_scores),
+            eligible=len(result.ranked),
+            mismatch_causes=dict(explain.cause_counts(result.all_scores)),
             duration_ms=round(ms, 3),
         )
         self._publish(event)
@@ -335,9 +400,49 @@ class PlacementEngine:
     def _publish(self, event: PlacementEvent) -> None:
         for subscriber in list(self._subscribers):
             try:
-                subscriber(event)
+                outcome = subscriber(event)
+                if inspect.isawaitable(outcome):
+                    self._schedule(outcome, event)
             except Exception:  # a subscriber must never break a placement
                 _log.exception("event.subscriber_failed", event_name=event.name)
+
+    def _schedule(self, awaitable: Awaitable[object], event: PlacementEvent) -> None:
+        future = asyncio.ensure_future(awaitable)
+        self._pending.add(future)
+
+        def done(finished: asyncio.Future[object]) -> None:
+            self._pending.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                _log.error(
+                    "event.subscriber_failed",
+                    event_name=event.name,
+                    error=repr(finished.exception()),
+                )
+
+        future.add_done_callback(done)
+
+    def _record(
+        self, result: PlacementResult, requirements: TaskRequirements, failure: str | None = None
+    ) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.record(result, requirements, failure=failure)
+            self._recorded += 1
+            if self._recorded % _PRUNE_EVERY == 1:
+                self.history.prune()
+        except Exception as exc:  # the history never blocks a decision
+            self.metrics.history_failures.inc()
+            _log.warning("history.write_failed", request_id=result.request_id, error=str(exc))
+
+    def _record_attempts(self, request_id: str, attempts: Sequence[Attempt]) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.record_attempts(request_id, attempts)
+        except Exception as exc:
+            self.metrics.history_failures.inc()
+            _log.warning("history.write_failed", request_id=request_id, error=str(exc))
 
 
 def score_all(

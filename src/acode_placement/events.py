@@ -3,7 +3,8 @@ publishes a change when a target turns out to offer something else than before."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -65,3 +66,25 @@ class CapabilitiesChanged:
 
 
 PlacementEvent = PlacementStarted | PlacementCompleted | PlacementFailed | CapabilitiesChanged
+
+
+def event_json(event: PlacementEvent) -> dict[str, Any]:
+    """The event as JSON-ready camelCase keys (`requestId`, `timestamp` in ISO 8601)."""
+    return {_camel(f.name): _plain(getattr(event, f.name)) for f in fields(event)}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Change):
+        return {"field": value.field, "before": value.before, "after": value.after}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

@@ -185,6 +185,13 @@ def gpu_wish(gpu: GpuRequirement) -> str:
     return " ".join(parts)
 
 
+def cause_counts(scores: Iterable[TargetScore]) -> Counter[str]:
+    """How many targets show each cause of mismatch (a target counts once per cause)."""
+    return Counter(
+        reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
+    )
+
+
 def failure_message(scores: Sequence[TargetScore]) -> str:
     """`0/12 targets eligible: 7 no GPU, 3 over maxCost; closest: gpu-box, fails only ...`.
 
@@ -193,10 +200,7 @@ def failure_message(scores: Sequence[TargetScore]) -> str:
     """
     if not scores:
         return "no targets to consider"
-    counts = Counter(
-        reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
-    )
-    causes = ", ".join(f"{n} {what}" for what, n in counts.most_common())
+    causes = ", ".join(f"{n} {what}" for what, n in cause_counts(scores).most_common())
     return f"0/{len(scores)} targets eligible: {causes}; {nearest_miss(scores)}"
 
 

@@ -104,6 +104,19 @@ class AwsApi(enum.StrEnum):
     OFF = "off"
 
 
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+    AUTO = "auto"
+
+
 class TieBreaker(enum.StrEnum):
     FIRST = "first"
     ID = "id"
@@ -407,7 +420,22 @@ class PlacementSettings(_Model):
     )
     tie_breaker: TieBreaker = TieBreaker.FIRST
     default_runtime_minutes: Positive = 60
-    history: str = "sqlite:///~/.local/share/acode-placement/history.db"
+    history: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the placement history"
+        " (default: sqlite history.db in the user data directory)",
+    )
+    history_enabled: bool = True
+    history_retention_days: Positive | None = Field(
+        default=None, description="delete records older than this (off by default)"
+    )
+    history_retention_count: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="keep at most this many records (off by default)"
+    )
+    log_level: LogLevel = LogLevel.WARNING
+    log_format: LogFormat = Field(
+        default=LogFormat.AUTO, description="json | console | auto (console on a terminal)"
+    )
 
 
 class PlacementOptions(_Model):

@@ -1,10 +1,16 @@
 """Logging set-up. The library logs through the standard `logging` module, so it is
-silent until an application configures logging; the command line does that."""
+silent until an application configures logging; the command line does that.
+
+Events are structlog event dicts rendered at the last moment: JSON lines for
+machines, aligned `key=value` lines for people. Whatever the format, values of
+keys that name a secret are replaced before rendering.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -12,31 +18,76 @@ import structlog
 _ROOT = "acode_placement"
 logging.getLogger(_ROOT).addHandler(logging.NullHandler())
 
-_PROCESSORS: list[Any] = [
-    structlog.stdlib.filter_by_level,
+# Keys whose values are never logged, whoever passes them.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "passphrase",
+        "secret",
+        "token",
+        "access_key",
+        "secret_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "credentials",
+        "private_key",
+        "authorization",
+    }
+)
+
+
+def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask the values of secret-looking keys."""
+    for key in list(event):
+        lowered = key.lower()
+        if lowered in SECRET_KEYS or lowered.endswith(("_token", "_secret", "_password")):
+            event[key] = "***"
+    return event
+
+
+_SHARED: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.processors.format_exc_info,
-    structlog.processors.JSONRenderer(sort_keys=True),
+    redact,
 ]
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger writing JSON events to the stdlib logger `name`."""
+    """A structlog logger whose events reach the stdlib logger `name` as event dicts."""
     return structlog.wrap_logger(
         logging.getLogger(name),
-        processors=_PROCESSORS,
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         wrapper_class=structlog.stdlib.BoundLogger,
     )
 
 
-def configure_logging(level: str = "warning") -> None:
-    """Send the package's log events, one JSON object per line, to stderr."""
+def configure_logging(level: str = "warning", fmt: str = "json") -> None:
+    """Send the package's log events to stderr: `json` lines, or `console` lines
+    for people (`auto`: console on a terminal, JSON otherwise)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(sort_keys=True)
+    )
     logger = logging.getLogger(_ROOT)
     logger.setLevel(level.upper())
-    if not any(getattr(h, "_acode", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._acode = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    for handler in [h for h in logger.handlers if getattr(h, "_acode", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=_SHARED,
+        )
+    )
+    handler._acode = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from acode_placement.discovery.cache import CapabilityCache, Entry, fingerprint
 from acode_placement.discovery.compare import changes
@@ -55,6 +56,16 @@ COMMON_TOOLS = frozenset(
 )
 
 Listener = Callable[[CapabilitiesChanged], None]
+
+
+class Observer(Protocol):
+    """Told of every lookup and probe (the engine's metrics implement it)."""
+
+    def cache_lookup(self, hit: bool) -> None: ...
+
+    def probed(self, target_type: str, seconds: float) -> None: ...
+
+    def probe_failed(self, target_id: str, status: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -104,6 +115,7 @@ class Discovery:
         self.stats = Stats()
         self._clock = clock
         self._listeners: list[Listener] = []
+        self.observers: list[Observer] = []
         self._failures: dict[str, tuple[ProbeError, datetime]] = {}
         self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -138,15 +150,15 @@ class Discovery:
             entry = self._entry(target)
             fresh = entry is not None and not refresh and entry.age(now) < self.ttl.total_seconds()
             if fresh and entry is not None and entry.knows(tools):
-                self.stats.hits += 1
+                self._counted(hit=True)
                 known[i] = self._known(target, entry, DiscoveryStatus.CACHED)
                 continue
             failed = None if refresh or fresh else self._recent_failure(target, now)
             if failed is not None:  # known to fail: no new probe on every decision
-                self.stats.hits += 1
+                self._counted(hit=True)
                 known[i] = self._degraded(target, failed.status, failed.cause)
                 continue
-            self.stats.misses += 1
+            self._counted(hit=False)
             if fresh and entry is not None:
                 job = self._job(target, tools - entry.tools_checked, tools_only=True)
             else:
@@ -159,6 +171,14 @@ class Discovery:
                 known[i] = self._outcome(targets[i], task, timeout)
             self.cache.flush()
         return [k for k in known if k is not None]
+
+    def _counted(self, *, hit: bool) -> None:
+        if hit:
+            self.stats.hits += 1
+        else:
+            self.stats.misses += 1
+        for observer in self.observers:
+            observer.cache_lookup(hit)
 
     def _recent_failure(self, target: AnyTarget, now: datetime) -> ProbeError | None:
         failed = self._failures.get(target.id)
@@ -197,6 +217,9 @@ class Discovery:
             except ProbeError as exc:
                 self.stats.failures += 1
                 self._failures[job.target.id] = (exc, self._clock())
+                for observer in self.observers:
+                    observer.probed(job.target.kind.value, time.perf_counter() - started)
+                    observer.probe_failed(job.target.id, exc.status.value)
                 _log.info(
                     "discovery.failed",
                     target=job.target.id,
@@ -206,6 +229,8 @@ class Discovery:
                 )
                 raise
         self._failures.pop(job.target.id, None)
+        for observer in self.observers:
+            observer.probed(job.target.kind.value, time.perf_counter() - started)
         self._store(job, report)
         _log.info(
             "discovery.probed",

@@ -1,0 +1,1 @@
+"""The placement history: an append-only audit trail in any SQLAlchemy database."""

@@ -1,0 +1,402 @@
+"""The history store: every decision appended, never updated, through SQLAlchemy.
+
+SQLite by default (a file in the user data directory, WAL mode so readers never
+wait for the writer and several processes can append), PostgreSQL or anything
+SQLAlchemy speaks by URL. The schema is versioned with Alembic; a database at the
+current version opens without importing Alembic at all.
+
+A record holds the decision's inputs (requirements, options, every candidate's
+target and the capabilities it had) and its outcome as `place --json` printed it,
+so `history show` can repeat the explanation as it was and `history replay` can
+feed the same inputs to today's engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import platformdirs
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from acode_placement import explain
+from acode_placement.errors import PlacementError
+from acode_placement.models import (
+    Attempt,
+    CheckKind,
+    Ec2Target,
+    PlacementResult,
+    TaskRequirements,
+)
+
+T = TypeVar("T")
+HEAD = "0001"  # the newest migration; a test keeps it equal to Alembic's head
+_metadata = sa.MetaData()
+placements = sa.Table(
+    "placements",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("task_name", sa.String(256)),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("strategy", sa.String(128), nullable=False),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(256)),
+    sa.Column("target_type", sa.String(16)),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("estimated_cost", sa.Float),
+    sa.Column("price_source", sa.String(128)),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("failure_message", sa.Text),
+    sa.Column("requirements", sa.JSON, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("candidates", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("engine_version", sa.String(32), nullable=False),
+)
+attempts = sa.Table(
+    "attempts",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("target_id", sa.String(256), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("retryable", sa.Boolean, nullable=False),
+)
+
+
+class HistoryError(PlacementError):
+    """The history database cannot be opened, read or written; the message says why."""
+
+
+def default_url() -> str:
+    path = Path(platformdirs.user_data_dir("acode-placement")) / "history.db"
+    return f"sqlite:///{path}"
+
+
+def normalise_url(url: str | None) -> str:
+    """`~` expanded in SQLite paths; None is the default file."""
+    if not url:
+        return default_url()
+    if url.startswith("sqlite:///~"):
+        return "sqlite:///" + str(Path(url[len("sqlite:///") :]).expanduser())
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One recorded decision, as stored."""
+
+    request_id: str
+    created_at: datetime
+    task_name: str | None
+    success: bool
+    strategy: str
+    mode: str
+    target_id: str | None
+    target_type: str | None
+    reason: str
+    score: float
+    estimated_cost: float | None
+    price_source: str | None
+    duration_ms: float
+    failure_message: str | None
+    requirements: dict[str, Any]
+    options: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    result: dict[str, Any]
+    engine_version: str
+    attempts: tuple[Attempt, ...] = ()
+
+
+class HistoryStore:
+    """Appends decisions; lists and fetches them. Thread-safe; opened on first use."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        retention_days: float | None = None,
+        retention_count: int | None = None,
+    ) -> None:
+        self.url = normalise_url(url)
+        self.retention_days = retention_days
+        self.retention_count = retention_count
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------- writing
+
+    def record(
+        self,
+        result: PlacementResult,
+        requirements: TaskRequirements,
+        *,
+        failure: str | None = None,
+    ) -> None:
+        """Append one decision (or, with `failure`, a decision that was aborted)."""
+        chosen = result.selected
+        target = chosen.target if chosen else None
+        price = target.price if isinstance(target, Ec2Target) else None
+        row: dict[str, Any] = {
+            "request_id": result.request_id,
+            "created_at": datetime.now(UTC),
+            "task_name": result.task_name,
+            "success": result.success and failure is None,
+            "strategy": result.strategy,
+            "mode": result.mode.value,
+            "target_id": chosen.id if chosen else None,
+            "target_type": chosen.type.value if chosen else None,
+            "reason": result.reason.value,
+            "score": chosen.score if chosen else 0.0,
+            "estimated_cost": chosen.estimated_cost if chosen else None,
+            "price_source": explain.price_source(target) if isinstance(target, Ec2Target) else None,
+            "duration_ms": round(result.decision_duration * 1000, 3),
+            "failure_message": failure or result.failure_message,
+            "requirements": requirements.model_dump(mode="json", exclude_none=True),
+            "options": result.options.model_dump(mode="json"),
+            "candidates": [_candidate(ts) for ts in result.all_scores],
+            "result": explain.result_json(result),
+            "engine_version": _version(),
+        }
+        if price is not None and price.note:
+            row["result"]["priceNote"] = price.note
+        self._write(lambda connection: connection.execute(placements.insert(), [row]).rowcount)
+
+    def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
+        """Append the acquisition attempts of a decision (fallback, in order)."""
+        if not tried:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "request_id": request_id,
+                "created_at": now,
+                "position": n,
+                "target_id": a.target_id,
+                "ok": a.ok,
+                "error": a.error,
+                "retryable": a.retryable,
+            }
+            for n, a in enumerate(tried)
+        ]
+        self._write(lambda connection: connection.execute(attempts.insert(), rows).rowcount)
+
+    def prune(self) -> int:
+        """Delete records past the retention (by age, then count); returns how many."""
+        if self.retention_days is None and self.retention_count is None:
+            return 0
+
+        def delete(connection: sa.Connection) -> int:
+            gone = 0
+            if self.retention_days is not None:
+                cutoff = datetime.now(UTC).timestamp() - self.retention_days * 86400
+                old = sa.select(placements.c.request_id).where(
+                    placements.c.created_at < datetime.fromtimestamp(cutoff, UTC)
+                )
+                gone += _delete(connection, old)
+            if self.retention_count is not None:
+                keep = (
+                    sa.select(placements.c.id)
+                    .order_by(placements.c.id.desc())
+                    .limit(self.retention_count)
+                )
+                extra = sa.select(placements.c.request_id).where(placements.c.id.not_in(keep))
+                gone += _delete(connection, extra)
+            return gone
+
+        return self._write(delete)
+
+    # ------------------------------------------------------------------- reading
+
+    def list(
+        self,
+        *,
+        limit: int = 20,
+        since: datetime | None = None,
+        target: str | None = None,
+        failed: bool | None = None,
+    ) -> list[Record]:
+        """The newest records first."""
+        query = sa.select(placements).order_by(placements.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(placements.c.created_at >= since)
+        if target is not None:
+            query = query.where(
+                sa.or_(placements.c.target_id == target, placements.c.target_id.like(f"{target}/%"))
+            )
+        if failed is not None:
+            query = query.where(placements.c.success.is_(not failed))
+        return self._read(lambda connection: [_record(r) for r in connection.execute(query)])
+
+    def get(self, request_id: str) -> Record | None:
+        """One record with its attempts; a unique prefix of the id will do."""
+
+        def fetch(connection: sa.Connection) -> Record | None:
+            rows = connection.execute(
+                sa.select(placements).where(placements.c.request_id.like(f"{request_id}%")).limit(2)
+            ).all()
+            if len(rows) != 1:
+                return None
+            tried = connection.execute(
+                sa.select(attempts)
+                .where(attempts.c.request_id == rows[0].request_id)
+                .order_by(attempts.c.position, attempts.c.id)
+            )
+            steps = tuple(Attempt(a.target_id, a.ok, a.error, a.retryable) for a in tried)
+            return _record(rows[0], steps)
+
+        return self._read(fetch)
+
+    def count(self) -> int:
+        return self._read(
+            lambda connection: int(
+                connection.execute(sa.select(sa.func.count()).select_from(placements)).scalar_one()
+            )
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # ----------------------------------------------------------------- internals
+
+    def _write(self, work: Callable[[sa.Connection], T]) -> T:
+        try:
+            with self._opened().begin() as connection:
+                return work(connection)
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
+
+    def _read(self, work: Callable[[sa.Connection], T]) -> T:
+        try:
+            with self._opened().connect() as connection:
+                return work(connection)
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
+
+    def _where(self) -> str:
+        return sa.make_url(self.url).render_as_string(hide_password=True)
+
+    def _opened(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._connect()
+            return self._engine
+
+    def _connect(self) -> Engine:
+        url = sa.make_url(self.url)
+        options: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        engine = sa.create_engine(url, **options)
+        if url.get_backend_name() == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            _migrate(engine)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
+        return engine
+
+
+def _sqlite_pragmas(connection: Any, _: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint, fast commits
+    cursor.execute("PRAGMA busy_timeout=30000")  # wait for another process's commit
+    cursor.close()
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring the schema to HEAD; Alembic is imported only when that is needed."""
+    with engine.connect() as connection:
+        if sa.inspect(connection).has_table("alembic_version"):
+            current = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            if current.scalar() == HEAD:
+                return
+    # Alembic costs a quarter second to import: only a database to migrate pays it.
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    config = Config()
+    location = resources.files("acode_placement.history").joinpath("migrations")
+    config.set_main_option("script_location", str(location))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _delete(connection: sa.Connection, request_ids: sa.Select[Any]) -> int:
+    ids = [r for (r,) in connection.execute(request_ids)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        connection.execute(attempts.delete().where(attempts.c.request_id.in_(chunk)))
+        connection.execute(placements.delete().where(placements.c.request_id.in_(chunk)))
+    return len(ids)
+
+
+def _candidate(ts: Any) -> dict[str, Any]:
+    data = explain.candidate_json(ts)
+    target = ts.target.model_dump(mode="json", exclude_none=True)
+    target.pop("identityFile", None)  # a key path stays in the targets file
+    data["target"] = target
+    data["capabilities"] = ts.capabilities.model_dump(mode="json", exclude_none=True)
+    data["known"] = not any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
+    return data
+
+
+def _record(row: Any, steps: tuple[Attempt, ...] = ()) -> Record:
+    created = row.created_at
+    if created.tzinfo is None:  # SQLite keeps no zone; what is stored is UTC
+        created = created.replace(tzinfo=UTC)
+    return Record(
+        request_id=row.request_id,
+        created_at=created,
+        task_name=row.task_name,
+        success=bool(row.success),
+        strategy=row.strategy,
+        mode=row.mode,
+        target_id=row.target_id,
+        target_type=row.target_type,
+        reason=row.reason,
+        score=row.score,
+        estimated_cost=row.estimated_cost,
+        price_source=row.price_source,
+        duration_ms=row.duration_ms,
+        failure_message=row.failure_message,
+        requirements=row.requirements,
+        options=row.options,
+        candidates=row.candidates,
+        result=row.result,
+        engine_version=row.engine_version,
+        attempts=steps,
+    )
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    text = str(original or exc).strip().splitlines()[0]
+    return text[:300]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("acode-placement")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"

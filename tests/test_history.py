@@ -1,0 +1,546 @@
+"""The history (real SQLite files and a real PostgreSQL server), metrics, events and
+logs: every decision recorded once, nothing lost, nothing leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from acode_placement import (
+    AcquireError,
+    Capabilities,
+    Ec2Target,
+    LocalTarget,
+    PlacementEngine,
+    PlacementOptions,
+    SshTarget,
+    StrategyRegistry,
+    TaskRequirements,
+)
+from acode_placement.events import CapabilitiesChanged, Change, event_json
+from acode_placement.history.store import HEAD, HistoryError, HistoryStore
+from tests.conftest import Cli
+from tests.postgres import running_postgres
+
+ROOT = Path(__file__).parent.parent
+FLEET = [
+    SshTarget(id="big", host="big", capabilities=Capabilities(cpu=16, memory_gb=64, os="linux")),
+    SshTarget(id="small", host="small", capabilities=Capabilities(cpu=2, memory_gb=4)),
+    Ec2Target(id="cloud", instance_type="m7i.2xlarge", capabilities=Capabilities(cpu=8)),
+]
+NO_DISCOVERY = PlacementOptions(discovery_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="acode-pg-"))
+    root.chmod(0o755)  # the postgres user must reach it
+    try:
+        with running_postgres(root) as url:
+            yield url
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'history.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    name = f"h{os.getpid()}_{time.monotonic_ns()}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def engine_with(url: str, **kw: Any) -> PlacementEngine:
+    return PlacementEngine(history=HistoryStore(url, **kw))
+
+
+def place(engine: PlacementEngine, req: TaskRequirements | None = None, **kw: Any) -> Any:
+    return asyncio.run(
+        engine.place(req or TaskRequirements(cpu=4), FLEET, NO_DISCOVERY, task_name="t", **kw)
+    )
+
+
+class TestRecords:
+    def test_a_decision_is_recorded_with_its_inputs_and_explanation(self, url: str) -> None:
+        engine = engine_with(url)
+        result = place(engine, TaskRequirements(cpu=4, tools=["git"], max_cost=5))
+        record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+        assert record is not None
+        assert (record.task_name, record.strategy, record.mode) == ("t", "auto", "burst")
+        assert record.requirements == {
+            "cpu": 4.0,
+            "tools": ["git"],
+            "maxCost": 5.0,
+            "allowCloud": True,
+            "custom": {},
+            "affinity": [],
+            "antiAffinity": [],
+        }
+        assert record.options["discoveryEnabled"] is False
+        assert record.success is False and record.reason == "NoValidTarget"
+        assert [c["id"] for c in record.candidates] == ["big", "small", "cloud"]
+        assert record.candidates[0]["mismatches"] == ["tool git missing"]
+        assert record.result["failureMessage"] == result.failure_message
+        assert record.duration_ms > 0 and record.engine_version == "0.1.0"
+
+    def test_a_success_keeps_target_score_cost_and_price_source(self, url: str) -> None:
+        engine = engine_with(url)
+        req = TaskRequirements(cpu=8)
+        result = asyncio.run(
+            engine.place(
+                req, FLEET, PlacementOptions(discovery_enabled=False, strategy="cloud-first")
+            )
+        )
+        record = engine.history.get(result.request_id[:12])  # type: ignore[union-attr]
+        assert record is not None and record.success
+        assert (record.target_id, record.target_type) == ("cloud", "ec2")
+        assert record.score == pytest.approx(result.selected.score)
+        assert record.estimated_cost == pytest.approx(0.4032)  # catalog m7i.2xlarge, 60 min
+        assert record.price_source is not None and record.price_source.startswith("catalog 20")
+
+    def test_aborted_and_cancelled_decisions_are_recorded_once(self, url: str) -> None:
+        class Raising:
+            name = "raising"
+
+            def can_handle(self, requirements: TaskRequirements) -> bool:
+                return True
+
+            def score(self, *args: Any) -> float:
+                raise RuntimeError("strategy bug")
+
+        engine = engine_with(url)
+        engine.register_strategy(Raising())
+        with pytest.raises(Exception, match="strategy bug"):
+            asyncio.run(
+                engine.place(
+                    TaskRequirements(),
+                    FLEET,
+                    PlacementOptions(strategy="raising", discovery_enabled=False),
+                )
+            )
+
+        async def cancelled() -> None:
+            never = asyncio.Event()
+
+            async def slow(*_: Any) -> list[Any]:
+                await never.wait()
+                return []
+
+            engine.resolve = slow  # type: ignore[method-assign]
+            task = asyncio.ensure_future(engine.place(TaskRequirements(), FLEET, NO_DISCOVERY))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+        records = engine.history.list()  # type: ignore[union-attr]
+        assert len(records) == 2 and not any(r.success for r in records)
+        messages = sorted(r.failure_message or "" for r in records)
+        assert messages[0].startswith("placement aborted: CancelledError")
+        assert messages[1].startswith("placement aborted: StrategyError")
+        assert engine.metrics.registry.get_sample_value("acode_placement_decisions_in_flight") == 0
+
+    def test_fallback_attempts_are_appended(self, url: str) -> None:
+        engine = engine_with(url)
+        result = place(engine, TaskRequirements(cpu=2))
+
+        async def acquire(target: Any) -> str:
+            if target.id != result.ranked[-1].id:
+                raise AcquireError(f"{target.id} is busy")
+            return "ok"
+
+        got = asyncio.run(engine.acquire(result, acquire))
+        assert got.acquired
+        record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+        assert [(a.target_id, a.ok) for a in record.attempts] == [
+            (ts.id, ts is result.ranked[-1]) for ts in result.ranked
+        ]
+
+    def test_records_are_never_updated(self, url: str) -> None:
+        engine = engine_with(url)
+        place(engine)
+        database = sa.create_engine(url)
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), database.begin() as c:
+            c.execute(sa.text("UPDATE placements SET task_name = 'forged'"))
+        with database.connect() as c:
+            assert c.execute(sa.text("SELECT task_name FROM placements")).scalar() == "t"
+        database.dispose()
+
+    def test_listing_filters(self, url: str) -> None:
+        engine = engine_with(url)
+        ok = place(engine, TaskRequirements(cpu=8))
+        place(engine, TaskRequirements(cpu=99))
+        store = engine.history
+        assert store is not None
+        assert [r.request_id for r in store.list(failed=True)] != [ok.request_id]
+        assert [r.request_id for r in store.list(target=ok.selected.id)] == [ok.request_id]
+        assert len(store.list(limit=1)) == 1
+        assert store.list(since=datetime.now(UTC) + timedelta(seconds=1)) == []
+
+    def test_retention_by_count(self, url: str) -> None:
+        store = HistoryStore(url, retention_count=3)
+        engine = PlacementEngine(history=store)
+        for _ in range(5):
+            place(engine)
+        assert store.count() == 5
+        assert store.prune() == 2 and store.count() == 3
+
+    def test_retention_by_age_is_off_by_default(self, url: str) -> None:
+        store = HistoryStore(url)
+        place(PlacementEngine(history=store))
+        assert store.prune() == 0 and store.count() == 1
+        aged = HistoryStore(url, retention_days=0.000001)
+        time.sleep(0.2)
+        assert aged.prune() == 1 and aged.count() == 0
+
+
+def test_the_code_knows_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option(
+        "script_location", str(ROOT / "src" / "acode_placement" / "history" / "migrations")
+    )
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def writer(url: str, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.history_writer", url, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+class TestConcurrencyAndCrashes:
+    def test_two_processes_a_thousand_decisions_each_lose_nothing(self, url: str) -> None:
+        HistoryStore(url).count()  # migrate once, before the race
+        processes = [writer(url, 1000), writer(url, 1000)]
+        for process in processes:
+            assert process.wait(timeout=240) == 0
+        store = HistoryStore(url)
+        assert store.count() == 2000
+        database = sa.create_engine(url)
+        with database.connect() as c:
+            distinct = c.execute(sa.text("SELECT COUNT(DISTINCT request_id) FROM placements"))
+            assert distinct.scalar() == 2000
+        database.dispose()
+
+    def test_a_writer_killed_mid_run_leaves_every_committed_record(self, url: str) -> None:
+        HistoryStore(url).count()
+        process = writer(url, -1)
+        assert process.stdout is not None and process.stdout.readline().strip() == "running"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        store = HistoryStore(url)
+        records = store.list(limit=100_000)
+        assert len(records) >= 50 and len(records) == store.count()
+        assert all(r.candidates and r.result["requestId"] == r.request_id for r in records)
+        if url.startswith("sqlite"):
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as c:
+                assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+class TestBrokenDatabases:
+    def test_a_corrupt_file_never_blocks_a_decision(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = tmp_path / "history.db"
+        path.write_bytes(b"this is not a database" * 100)
+        engine = engine_with(f"sqlite:///{path}")
+        result = place(engine, TaskRequirements(cpu=2))
+        assert result.success
+        assert (
+            engine.metrics.registry.get_sample_value("acode_placement_history_failures_total") == 1
+        )
+        assert any(
+            isinstance(r.msg, dict) and r.msg.get("event") == "history.write_failed"
+            for r in caplog.records
+        )
+        with pytest.raises(
+            HistoryError, match=r"history sqlite:///.*history\.db: file is not a database"
+        ):
+            HistoryStore(f"sqlite:///{path}").list()
+
+    def test_a_read_only_database_never_blocks_a_decision(self, tmp_path: Path) -> None:
+        path = tmp_path / "history.db"
+        place(engine_with(f"sqlite:///{path}"))
+        read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+        engine = engine_with(read_only)
+        assert place(engine, TaskRequirements(cpu=2)).success
+        assert (
+            engine.metrics.registry.get_sample_value("acode_placement_history_failures_total") == 1
+        )
+        with pytest.raises(HistoryError, match="readonly database"):
+            HistoryStore(read_only).record(place(PlacementEngine()), TaskRequirements())
+
+    def test_the_command_says_so_in_one_line(
+        self, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "history.db"
+        path.write_bytes(b"garbage" * 1000)
+        monkeypatch.setenv("ACODE_PLACEMENT_HISTORY", f"sqlite:///{path}")
+        code, _, err = cli("history")
+        assert code == 2
+        assert err.count("\n") == 1 and "file is not a database" in err
+
+
+class TestMetrics:
+    def test_ten_thousand_decisions_with_injected_failures_balance(self) -> None:
+        class Flaky:
+            name = "flaky"
+            calls = 0
+
+            def can_handle(self, requirements: TaskRequirements) -> bool:
+                return True
+
+            def score(self, *args: Any) -> float:
+                Flaky.calls += 1
+                if Flaky.calls % 7 == 0:
+                    raise RuntimeError("injected")
+                return 0.5
+
+        engine = PlacementEngine(StrategyRegistry.with_builtins())
+        engine.register_strategy(Flaky())
+        fleet = [LocalTarget(id="here", capabilities=Capabilities(cpu=4))]
+        options = PlacementOptions(strategy="flaky", discovery_enabled=False)
+        ok = failed = 0
+
+        async def run() -> None:
+            nonlocal ok, failed
+            for n in range(10_000):
+                req = TaskRequirements(cpu=8 if n % 5 == 0 else 2)
+                try:
+                    await engine.place(req, fleet, options)
+                    ok += 1
+                except Exception:
+                    failed += 1
+
+        asyncio.run(run())
+        families = {f.name: f for f in text_string_to_metric_families(engine.metrics.text())}
+        started = sum(
+            s.value
+            for s in families["acode_placement_placements_started"].samples
+            if s.name.endswith("_total")
+        )
+        ended = {
+            outcome: sum(
+                s.value
+                for s in families["acode_placement_placements"].samples
+                if s.name.endswith("_total") and s.labels["outcome"] == outcome
+            )
+            for outcome in ("placed", "no_target", "error")
+        }
+        assert started == 10_000 == sum(ended.values())
+        assert ended["error"] == failed and ended["placed"] + ended["no_target"] == ok
+        assert ended["no_target"] == 2000
+        assert families["acode_placement_decisions_in_flight"].samples[0].value == 0
+        count = next(
+            s.value
+            for s in families["acode_placement_decision_seconds"].samples
+            if s.name.endswith("_count")
+        )
+        assert count == 10_000
+        causes = {
+            s.labels["cause"]: s.value
+            for s in families["acode_placement_mismatches"].samples
+            if s.name.endswith("_total")
+        }
+        assert causes == {"not enough CPU": 2000}
+
+    def test_the_command_writes_a_textfile(self, cli: Cli, tmp_path: Path) -> None:
+        task = tmp_path / "task.yaml"
+        task.write_text("task:\n  name: t\n  requirements: {cpu: 1}\n")
+        prom = tmp_path / "metrics" / "acode.prom"
+        code, _, _ = cli(
+            "--metrics-file",
+            prom,
+            "place",
+            task,
+            "--targets",
+            ROOT / "examples" / "targets.yaml",
+            "--no-discovery",
+        )
+        assert code == 0
+        families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+        placed = [
+            s for s in families["acode_placement_placements"].samples if s.name.endswith("_total")
+        ]
+        assert [(s.labels["outcome"], s.value) for s in placed] == [("placed", 1.0)]
+        assert oct(prom.stat().st_mode & 0o777) == "0o644"
+
+    def test_discovery_and_cache_are_counted(self) -> None:
+        engine = PlacementEngine.default()
+        asyncio.run(engine.place(TaskRequirements(), [LocalTarget(id="here")], record=False))
+        asyncio.run(engine.place(TaskRequirements(), [LocalTarget(id="here")], record=False))
+        families = {f.name: f for f in text_string_to_metric_families(engine.metrics.text())}
+        lookups = {
+            s.labels["result"]: s.value
+            for s in families["acode_placement_capability_cache_lookups"].samples
+            if s.name.endswith("_total")
+        }
+        assert lookups == {"miss": 1.0, "hit": 1.0}
+        probes = [
+            s
+            for s in families["acode_placement_discovery_seconds"].samples
+            if s.name.endswith("_count")
+        ]
+        assert [(s.labels["target_type"], s.value) for s in probes] == [("local", 1.0)]
+
+
+class TestEvents:
+    def test_sync_and_async_subscribers_and_json(self) -> None:
+        engine = PlacementEngine()
+        seen: list[str] = []
+        late: list[dict[str, Any]] = []
+
+        async def slow(event: Any) -> None:
+            await asyncio.sleep(0)
+            late.append(event_json(event))
+
+        async def broken(event: Any) -> None:
+            raise RuntimeError("async subscriber bug")
+
+        engine.subscribe(lambda e: seen.append(e.name))
+        engine.subscribe(slow)
+        engine.subscribe(broken)
+
+        async def run() -> Any:
+            result = await engine.place(TaskRequirements(cpu=2), FLEET, NO_DISCOVERY)
+            await asyncio.sleep(0.01)
+            return result
+
+        result = asyncio.run(run())
+        assert result.success and seen == ["PlacementStarted", "PlacementCompleted"]
+        assert [e["name"] for e in late] == ["PlacementStarted", "PlacementCompleted"]
+        completed = late[1]
+        assert completed["requestId"] == result.request_id and completed["targetId"] == "big"
+        assert completed["reason"] == "HighestScore" and completed["targetType"] == "ssh"
+        json.dumps(late)  # every field serialises
+
+    def test_capability_changes_serialise(self) -> None:
+        import datetime as dt
+
+        event = CapabilitiesChanged(
+            "box", (Change("cpu", 8, 4),), dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+        )
+        assert event_json(event) == {
+            "targetId": "box",
+            "changes": [{"field": "cpu", "before": 8, "after": 4}],
+            "timestamp": "2026-11-26T00:00:00+00:00",
+            "name": "CapabilitiesChanged",
+        }
+
+
+class TestCommands:
+    @pytest.fixture
+    def recorded(self, cli: Cli, tmp_path: Path) -> tuple[Path, list[str]]:
+        examples = ROOT / "examples"
+        ids = []
+        for task in ("cpu-tests", "impossible", "docker-build"):
+            _, out = cli.json(
+                "place",
+                examples / "tasks" / f"{task}.yaml",
+                "--targets",
+                examples / "targets.yaml",
+                "--no-discovery",
+            )
+            ids.append(out["requestId"])
+        return examples, ids
+
+    def test_list_show_and_replay(self, cli: Cli, recorded: tuple[Path, list[str]]) -> None:
+        _, ids = recorded
+        code, out = cli.json("history")
+        assert code == 0 and [r["requestId"] for r in out] == ids[::-1]
+        code, out = cli.json("history", "--failed")
+        assert [r["requestId"] for r in out] == [ids[1]]
+        code, out = cli.json("history", "--target", "build-box", "--since", "1h")
+        assert [r["requestId"] for r in out] == [ids[2]]
+        code, text, _ = cli("history", "show", ids[2][:8])
+        assert code == 0 and "build-box (ssh)  [HighestScore]" in text and "why: " in text
+        code, shown = cli.json("history", "show", ids[1])
+        assert shown["result"]["failureMessage"].startswith("0/11 targets eligible")
+        for request_id in ids:
+            code, text, _ = cli("history", "replay", request_id)
+            assert (code, text.split(":")[0]) == (0, "same decision")
+
+    def test_a_changed_decision_is_reported(
+        self, cli: Cli, recorded: tuple[Path, list[str]], tmp_path: Path
+    ) -> None:
+        store = HistoryStore()
+        record = store.get(recorded[1][2])
+        assert record is not None
+        # The same inputs, but the record claims the runner-up won.
+        forged = dict(record.result)
+        forged["target"] = {"id": record.result["alternatives"][0], "type": "ssh"}
+        database = sa.create_engine(store.url)
+        with database.begin() as c:
+            c.execute(sa.text("DROP TRIGGER placements_append_only"))
+            c.execute(
+                sa.text("UPDATE placements SET result = :r WHERE request_id = :id"),
+                {"r": json.dumps(forged), "id": record.request_id},
+            )
+        database.dispose()
+        code, text, _ = cli("history", "replay", record.request_id)
+        assert code == 1 and text.startswith("different decision: recorded ")
+        code, out = cli.json("history", "replay", record.request_id)
+        assert out["same"] is False and out["now"]["target"] == "build-box"
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("history", "show", "nope"), "no recorded decision has the request id 'nope'"),
+            (("history", "--since", "yesterday"), "--since: 'yesterday' is neither a date"),
+        ],
+    )
+    def test_bad_input(self, cli: Cli, args: tuple[str, ...], message: str) -> None:
+        code, _, err = cli(*args)
+        assert code == 2 and message in err
+
+    def test_console_logs_for_people(self, tmp_path: Path) -> None:
+        task = tmp_path / "task.yaml"
+        task.write_text("task:\n  name: t\n  requirements: {cpu: 1}\n")
+        done = subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "acode-placement"),
+                "--log-level",
+                "info",
+                "--log-format",
+                "console",
+                "place",
+                str(task),
+                "--no-discovery",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+            check=False,
+        )
+        line = next(x for x in done.stderr.splitlines() if "placement.decided" in x)
+        assert not line.startswith("{") and "strategy=auto" in line and "[info" in line
