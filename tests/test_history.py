@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -331,6 +332,8 @@ class TestMetrics:
         fleet = [LocalTarget(id="here", capabilities=Capabilities(cpu=4))]
         options = PlacementOptions(strategy="flaky", discovery_enabled=False)
         ok = failed = 0
+        events: Counter[str] = Counter()
+        engine.subscribe(lambda e: events.update([e.name]))
 
         async def run() -> None:
             nonlocal ok, failed
@@ -358,6 +361,9 @@ class TestMetrics:
             for outcome in ("placed", "no_target", "error")
         }
         assert started == 10_000 == sum(ended.values())
+        assert events["PlacementStarted"] == 10_000
+        assert events["PlacementCompleted"] + events["PlacementFailed"] == 10_000
+        assert events["PlacementFailed"] == failed + ended["no_target"]
         assert ended["error"] == failed and ended["placed"] + ended["no_target"] == ok
         assert ended["no_target"] == 2000
         assert families["acode_placement_decisions_in_flight"].samples[0].value == 0
