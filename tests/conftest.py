@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
 from acode_placement.cli import app
+from tests.postgres import running_postgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FLEET = FIXTURES / "fleet.yaml"
@@ -64,3 +69,29 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="acode-pg-"))
+    root.chmod(0o755)  # the postgres user must reach it
+    try:
+        with running_postgres(root) as url:
+            yield url
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, then a database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'history.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    name = f"h{os.getpid()}_{time.monotonic_ns()}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    yield base.rsplit("/", 1)[0] + f"/{name}"

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,6 @@ from acode_placement import (
 from acode_placement.events import CapabilitiesChanged, Change, event_json
 from acode_placement.history.store import HEAD, HistoryError, HistoryStore
 from tests.conftest import Cli
-from tests.postgres import running_postgres
 
 ROOT = Path(__file__).parent.parent
 FLEET = [
@@ -46,31 +42,6 @@ FLEET = [
     Ec2Target(id="cloud", instance_type="m7i.2xlarge", capabilities=Capabilities(cpu=8)),
 ]
 NO_DISCOVERY = PlacementOptions(discovery_enabled=False)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="acode-pg-"))
-    root.chmod(0o755)  # the postgres user must reach it
-    try:
-        with running_postgres(root) as url:
-            yield url
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'history.db'}"
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"h{os.getpid()}_{time.monotonic_ns()}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    yield base.rsplit("/", 1)[0] + f"/{name}"
 
 
 def engine_with(url: str, **kw: Any) -> PlacementEngine:

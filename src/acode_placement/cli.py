@@ -35,6 +35,7 @@ from acode_placement.discovery.compare import contradictions, provenance
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError, PlacementError, UnknownNameError
 from acode_placement.history.replay import replay
+from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import HistoryStore, Record
 from acode_placement.models import (
     AnyTarget,
@@ -190,10 +191,25 @@ def _targets(explicit: Path | None) -> list[AnyTarget]:
     return list(read_targets(path).value.targets)
 
 
-def _decide(task_path: Path, run: _Run) -> tuple[Task, PlacementResult]:
+def _decide(
+    task_path: Path,
+    run: _Run,
+    *,
+    reserve: bool = False,
+    owner: str | None = None,
+    record: bool = True,
+) -> tuple[Task, PlacementResult]:
     task = read_task(task_path).value.task
     result = asyncio.run(
-        run.engine.place(task.requirements, run.targets, run.options, task_name=task.name)
+        run.engine.place(
+            task.requirements,
+            run.targets,
+            run.options,
+            task_name=task.name,
+            reserve=reserve,
+            owner=owner,
+            record=record,
+        )
     )
     return task, result
 
@@ -265,15 +281,33 @@ def place(
     strategy: StrategyOpt = None,
     mode: ModeOpt = None,
     no_discovery: NoDiscoveryOpt = False,
+    reserve: Annotated[
+        bool,
+        typer.Option(
+            "--reserve",
+            help="lease the chosen target's cpu, memory and GPUs (free capacity decides);"
+            " end it with `release ID`",
+        ),
+    ] = False,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="who holds the lease (default host:pid)")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Choose where TASK runs, and say why in one line."""
     run = _prepare(targets, config, strategy, mode, no_discovery)
-    _, result = _decide(task, run)
+    _, result = _decide(task, run, reserve=reserve, owner=owner)
     if json_out:
         _print_json(explain.result_json(result))
     else:
         _print_choice(_console(), result)
+        if result.reservation is not None:
+            lease = result.reservation
+            _console().print(
+                f"reserved: {lease.id} until {lease.expires_at.isoformat(timespec='seconds')}"
+                f" (release with: acode-placement release {lease.id})",
+                markup=False,
+            )
     raise typer.Exit(0 if result.success else 1)
 
 
@@ -288,9 +322,9 @@ def explain_command(
     no_discovery: NoDiscoveryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show every target with its score, matches and mismatches."""
+    """Show every target with its score, matches and mismatches (nothing is recorded)."""
     run = _prepare(targets, config, strategy, mode, no_discovery)
-    _, result = _decide(task, run)
+    _, result = _decide(task, run, record=False)
     if json_out:
         _print_json(explain.result_json(result))
     else:
@@ -369,6 +403,56 @@ def discover(
     for report in reports:
         for line in (*report["contradictions"], *report["notes"]):
             console.print(f"{report['id']}: {line}", markup=False)
+
+
+def _leases(config: Path | None) -> ReservationStore:
+    settings, _ = resolve_settings(config)
+    configure_logging(
+        _session.log_level or settings.log_level.value,
+        _session.log_format or settings.log_format.value,
+    )
+    return ReservationStore(settings.history)
+
+
+@app.command()
+@_errors
+def release(
+    reservation_id: Annotated[str, typer.Argument(help="the id `place --reserve` printed")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """End a reservation (again is harmless; an unknown or expired one is an error)."""
+    lease = _leases(config).release(reservation_id)
+    if json_out:
+        _print_json(explain.lease_json(lease))
+    else:
+        typer.echo(f"released {lease.id} on {lease.target_id}")
+
+
+@app.command()
+@_errors
+def reservations(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """List the active reservations (expired ones are reclaimed first)."""
+    store = _leases(config)
+    leases = store.active()
+    if json_out:
+        _print_json([explain.lease_json(lease) for lease in leases])
+        return
+    table = Table(
+        "id", "target", "cpu", "mem GB", "gpus", "owner", "task", "expires (UTC)", box=None
+    )
+    for lease in leases:
+        table.add_row(
+            lease.id,
+            lease.target_id,
+            explain.num(lease.resources.cpu),
+            explain.num(lease.resources.memory_gb),
+            explain.num(lease.resources.gpus),
+            lease.owner,
+            lease.task_name or "-",
+            lease.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    _console().print(table)
 
 
 @app.command()

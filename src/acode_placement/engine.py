@@ -7,17 +7,18 @@ the decision itself (`decide`) is a pure function of its inputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from acode_placement import explain
+from acode_placement import capacity, explain
 from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.cache import default_path as default_cache_path
 from acode_placement.discovery.probes import LocalProbe, Prober, SshProbe
@@ -32,6 +33,7 @@ from acode_placement.events import (
     PlacementFailed,
     PlacementStarted,
 )
+from acode_placement.history.reservations import ReservationError, ReservationStore
 from acode_placement.history.store import HistoryStore
 from acode_placement.matching import evaluate
 from acode_placement.metrics import Metrics
@@ -47,10 +49,12 @@ from acode_placement.models import (
     PlacementResult,
     PlacementSettings,
     Reason,
+    Reservation,
     TargetKind,
     TargetScore,
     TaskRequirements,
     TieBreaker,
+    Usage,
 )
 from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegistry
 from acode_placement.telemetry import get_logger
@@ -87,11 +91,17 @@ class PlacementEngine:
         *,
         history: HistoryStore | None = None,
         metrics: Metrics | None = None,
+        reservations: ReservationStore | None = None,
+        reservation_grace: timedelta = timedelta(minutes=60),
     ) -> None:
         self.registry = registry or StrategyRegistry.with_builtins()
         self.discovery = discovery
         self.history = history
         self.metrics = metrics or Metrics()
+        self.reservations = reservations
+        self.reservation_grace = reservation_grace
+        if reservations is not None:
+            reservations.on_reclaim = self.metrics.reservations_reclaimed.inc
         self._ec2 = ec2
         self._subscribers: list[Subscriber] = []
         self._pending: set[asyncio.Future[object]] = set()
@@ -137,7 +147,12 @@ class PlacementEngine:
                 retention_count=settings.history_retention_count,
             )
         return cls(
-            StrategyRegistry.default(), discovery, Ec2Resolver(api, catalog), history=history
+            StrategyRegistry.default(),
+            discovery,
+            Ec2Resolver(api, catalog),
+            history=history,
+            reservations=ReservationStore(settings.history),
+            reservation_grace=timedelta(minutes=settings.reservation_grace_minutes),
         )
 
     def register_strategy(self, strategy: Strategy) -> None:
@@ -216,6 +231,8 @@ class PlacementEngine:
         *,
         task_name: str | None = None,
         record: bool = True,
+        reserve: bool = False,
+        owner: str | None = None,
     ) -> PlacementResult:
         """Choose a target. Raises `UnknownNameError` for an unknown strategy name.
 
@@ -223,7 +240,15 @@ class PlacementEngine:
         PlacementFailed event and (with `record` and a history) one history record,
         whatever happens: a strategy that raises, a cancelled decision, a failing
         subscriber. A history that cannot be written is logged, never raised.
+
+        With `reserve`, eligibility and scores use free capacity (capacity less
+        active reservations), and the chosen target is leased in one transaction
+        that checks again; if another process took the room meanwhile, the next
+        ranked target is tried. `result.reservation` is the lease (None when
+        nothing could be reserved); release it with `release`, or use `reserve()`.
         """
+        if reserve and self.reservations is None:
+            raise ReservationError("this engine has no reservation store")
         options = options or PlacementOptions()
         self.registry.get(options.strategy)  # fail on a bad name before starting
         started = time.perf_counter()
@@ -237,6 +262,11 @@ class PlacementEngine:
             )
             candidates = await self.resolve(targets)
             known = await self.capabilities(candidates, requirements, options)
+            usage = None
+            if reserve:
+                assert self.reservations is not None
+                held = await asyncio.to_thread(self.reservations.usage, [t.id for t in candidates])
+                usage = [held[t.id] for t in candidates]
             result = self.decide(
                 requirements,
                 candidates,
@@ -244,7 +274,10 @@ class PlacementEngine:
                 options,
                 task_name=task_name,
                 request_id=request_id,
+                usage=usage,
             )
+            if reserve:
+                result = await self._lease(result, requirements, owner)
         except BaseException as exc:
             elapsed = time.perf_counter() - started
             message = f"placement aborted: {type(exc).__name__}: {exc}"
@@ -287,11 +320,13 @@ class PlacementEngine:
         *,
         task_name: str | None = None,
         request_id: str | None = None,
+        usage: Sequence[Usage] | None = None,
     ) -> PlacementResult:
-        """The decision itself, from capabilities already known: pure and synchronous."""
+        """The decision itself, from capabilities already known: pure and synchronous.
+        With `usage` (active reservations per target), free capacity decides."""
         started = time.perf_counter()
         strategy, handed_over_from = self._strategy(options.strategy, requirements)
-        scores = score_all(strategy, requirements, targets, known, options)
+        scores = score_all(strategy, requirements, targets, known, options, usage=usage)
         ranked = rank(scores, options.tie_breaker)
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked
         chosen = kept[0] if kept else None
@@ -347,7 +382,87 @@ class PlacementEngine:
         self._record_attempts(result.request_id, attempts)
         return Acquisition(replace(result, attempts=tuple(attempts)), None)
 
+    @contextlib.asynccontextmanager
+    async def reserve(
+        self,
+        requirements: TaskRequirements,
+        targets: Sequence[AnyTarget],
+        options: PlacementOptions | None = None,
+        *,
+        task_name: str | None = None,
+        owner: str | None = None,
+    ) -> AsyncIterator[PlacementResult]:
+        """`async with engine.reserve(req, targets) as placement:` a placement whose
+        lease is released on every way out (return, exception, cancellation).
+        `placement.reservation` is None when nothing had room."""
+        result = await self.place(
+            requirements, targets, options, task_name=task_name, reserve=True, owner=owner
+        )
+        try:
+            yield result
+        finally:
+            if result.reservation is not None:
+                try:
+                    self.release(result.reservation.id)
+                except ReservationError as exc:  # expired meanwhile: already reclaimed
+                    _log.warning("reservation.release_failed", error=str(exc))
+
+    def release(self, reservation_id: str) -> Reservation:
+        """End a lease; again is harmless; unknown or expired is a `ReservationError`."""
+        if self.reservations is None:
+            raise ReservationError("this engine has no reservation store")
+        return self.reservations.release(reservation_id)
+
+    def renew(self, reservation_id: str, minutes: float | None = None) -> Reservation:
+        """Extend a lease by `minutes` from now (default: the grace period)."""
+        if self.reservations is None:
+            raise ReservationError("this engine has no reservation store")
+        lease = timedelta(minutes=minutes) if minutes is not None else self.reservation_grace
+        return self.reservations.renew(reservation_id, lease)
+
     # ------------------------------------------------------------------- internals
+
+    async def _lease(
+        self, result: PlacementResult, requirements: TaskRequirements, owner: str | None
+    ) -> PlacementResult:
+        """Lease the best ranked target that still has room, in rank order."""
+        assert self.reservations is not None
+        runtime = requirements.max_runtime_minutes or result.options.default_runtime_minutes
+        lease = timedelta(minutes=runtime) + self.reservation_grace
+        ranked = result.ranked
+        for position, candidate in enumerate(ranked):
+            total = capacity.capacity_of(candidate.target, candidate.capabilities)
+            if candidate.usage is not None:
+                # the candidate's capabilities are already the free part: add it back
+                total = capacity.capacity_of(
+                    candidate.target, capacity.unfree(candidate.capabilities, candidate.usage)
+                )
+            lease_taken = await asyncio.to_thread(
+                self.reservations.reserve,
+                candidate.id,
+                capacity.wanted(requirements),
+                total,
+                lease=lease,
+                owner=owner,
+                request_id=result.request_id,
+                task_name=result.task_name,
+            )
+            if lease_taken is not None:
+                return replace(
+                    result,
+                    selected=candidate,
+                    alternatives=ranked[position + 1 :],
+                    reservation=lease_taken,
+                )
+        if not ranked:
+            return result
+        message = (
+            f"{len(ranked)} eligible target(s) filled up while reserving:"
+            f" {', '.join(ts.id for ts in ranked)}"
+        )
+        return replace(
+            result, success=False, selected=None, alternatives=(), failure_message=message
+        )
 
     def _strategy(self, name: str, requirements: TaskRequirements) -> tuple[Strategy, str | None]:
         strategy = self.registry.get(name)
@@ -451,13 +566,22 @@ def score_all(
     targets: Sequence[AnyTarget],
     known: Sequence[Known],
     options: PlacementOptions,
+    *,
+    usage: Sequence[Usage] | None = None,
 ) -> list[TargetScore]:
-    """Each target's verdict and score (0 when ineligible), in the order given."""
+    """Each target's verdict and score (0 when ineligible), in the order given.
+    With `usage`, each target offers its free capacity."""
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     scores = []
     for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
         caps = facts.capabilities
-        verdict = evaluate(target, caps, requirements, options)
+        held = usage[index] if usage is not None else None
+        if held is not None:
+            total = capacity.capacity_of(target, caps)
+            caps = capacity.free(caps, total, held)
+            verdict = capacity.annotate(evaluate(target, caps, requirements, options), total, held)
+        else:
+            verdict = evaluate(target, caps, requirements, options)
         if not facts.known:  # discovery failed and nothing is declared: never a guess
             unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
             verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
@@ -480,6 +604,7 @@ def score_all(
                 index=index,
                 status=facts.status,
                 cause=facts.cause,
+                usage=held,
             )
         )
     return scores

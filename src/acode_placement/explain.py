@@ -16,6 +16,7 @@ from acode_placement.models import (
     GpuRequirement,
     PlacementResult,
     Reason,
+    Reservation,
     TargetScore,
 )
 
@@ -47,7 +48,9 @@ _CAUSES = {
     CheckKind.ANTI_AFFINITY: "excluded by antiAffinity",
     CheckKind.ALLOW_CLOUD: "cloud not allowed",
     CheckKind.DISCOVERY: "capabilities unknown (discovery failed)",
+    CheckKind.CONCURRENCY: "at maxConcurrentTasks",
 }
+_CAPACITY_AMOUNTS = (CheckKind.CPU, CheckKind.MEMORY, CheckKind.GPU_COUNT)
 
 
 # How hard a miss is to fix, for naming the nearest miss: a different machine is
@@ -93,6 +96,8 @@ def check_text(check: Check) -> str:
         name = _AMOUNT_NAMES[kind]
         if offered is None:
             return f"{name} unknown (needs >= {num(wanted)})"
+        if check.key:  # free capacity: "cpu 2 free of 8 (6 reserved by 2 tasks) < 4"
+            return f"{name} {num(offered)} free {check.key} {'>=' if ok else '<'} {num(wanted)}"
         text = f"{name} {num(offered)} {'>=' if ok else '<'} {num(wanted)}"
         if kind is CheckKind.GPU_COUNT and not ok and 0 < offered < 1:
             text += " (a fraction of one GPU)"
@@ -154,11 +159,23 @@ def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckK
         return "cloud not allowed (allowCloud: false)"
     if kind is CheckKind.DISCOVERY:
         return f"capabilities unknown: {key}"
+    if kind is CheckKind.CONCURRENCY:
+        held = f"{num(offered)} reserved task{'' if offered == 1 else 's'}"
+        return f"{held} {'<' if ok else 'at'} maxConcurrentTasks {num(wanted)}"
     return f"excluded by option {key}=false"
+
+
+def is_capacity(check: Check) -> bool:
+    """A mismatch caused by reservations, not by the hardware."""
+    return check.kind is CheckKind.CONCURRENCY or (
+        check.kind in _CAPACITY_AMOUNTS and check.key is not None
+    )
 
 
 def cause(check: Check) -> str:
     """The short name of a mismatch, used to count causes over many targets."""
+    if is_capacity(check):
+        return "full (reserved)"
     if check.kind is CheckKind.MODE:
         if check.key == "network":
             return f"network needed in mode {check.wanted}"
@@ -252,9 +269,17 @@ def why(result: PlacementResult) -> str:
                 text += f" (next: {runner.id} {runner.score:.3f}, ${money(runner.estimated_cost)})"
     if result.reason is not Reason.ONLY_OPTION:
         text += f"; {eligible} of {len(result.all_scores)} targets eligible"
-    if chosen.stale:
-        text += f"; {discovery_text(chosen)}"
-    return prefix + text
+    return prefix + text + "".join(f"; {note}" for note in _caveats(result, chosen))
+
+
+def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
+    """What a person should know beyond the ranking: unconfirmed values, a full local."""
+    notes = [discovery_text(chosen)] if chosen.stale else []
+    for ts in result.all_scores:
+        if ts.target.is_local and ts.mismatches and all(is_capacity(c) for c in ts.mismatches):
+            full = ", ".join(check_text(c) for c in ts.mismatches)
+            notes.append(f"{ts.id} is full ({full}), so the task bursts")
+    return notes
 
 
 def discovery_text(ts: TargetScore) -> str:
@@ -354,4 +379,22 @@ def result_json(result: PlacementResult) -> dict[str, Any]:
             {"target": a.target_id, "ok": a.ok, "error": a.error, "retryable": a.retryable}
             for a in result.attempts
         ],
+        "reservation": lease_json(result.reservation) if result.reservation else None,
+    }
+
+
+def lease_json(lease: Reservation) -> dict[str, Any]:
+    return {
+        "id": lease.id,
+        "target": lease.target_id,
+        "cpu": lease.resources.cpu,
+        "memoryGb": lease.resources.memory_gb,
+        "gpus": lease.resources.gpus,
+        "owner": lease.owner,
+        "taskName": lease.task_name,
+        "requestId": lease.request_id,
+        "created": lease.created_at.isoformat(),
+        "expires": lease.expires_at.isoformat(),
+        "ended": lease.ended_at.isoformat() if lease.ended_at else None,
+        "endReason": lease.end_reason,
     }

@@ -74,6 +74,11 @@ class Metrics:
             ["target", "status"],
             registry=r,
         )
+        self.reservations_reclaimed = Counter(
+            "acode_placement_reservations_reclaimed",
+            "Expired reservations whose capacity was taken back",
+            registry=r,
+        )
         self.history_failures = Counter(
             "acode_placement_history_failures", "Decisions the history could not record", registry=r
         )

@@ -260,6 +260,9 @@ class _TargetBase(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     hourly_rate: NonNegative | None = Field(default=None, description="USD per hour")
     capabilities: Capabilities | None = None
+    max_concurrent_tasks: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="reserved placements at once, at most (place --reserve)"
+    )
 
     @property
     def kind(self) -> TargetKind:
@@ -413,6 +416,11 @@ class PlacementSettings(_Model):
         description="ask the EC2 and Price List APIs: auto (when credentials are configured),"
         " on, off (the shipped catalog only)",
     )
+    reservation_grace_minutes: NonNegative = Field(
+        default=60,
+        description="a reservation expires this long after the task's maxRuntimeMinutes"
+        " (or defaultRuntimeMinutes)",
+    )
     accept_new_host_keys: bool = Field(
         default=False,
         description="trust an SSH host seen for the first time and add its key to knownHosts"
@@ -482,6 +490,7 @@ class CheckKind(enum.StrEnum):
     ALLOW_CLOUD = "allowCloud"
     OPTION = "option"
     DISCOVERY = "discovery"
+    CONCURRENCY = "maxConcurrentTasks"
 
 
 class DiscoveryStatus(enum.StrEnum):
@@ -567,6 +576,7 @@ class TargetScore:
     index: int = 0
     status: DiscoveryStatus = DiscoveryStatus.DECLARED
     cause: str | None = None
+    usage: Usage | None = None  # active reservations, when the decision reserves
 
     @property
     def id(self) -> str:
@@ -584,6 +594,62 @@ class TargetScore:
     @property
     def preference_fraction(self) -> float:
         return share_met(self.preferences)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one reserved task holds on a target."""
+
+    cpu: float = 0.0
+    memory_gb: float = 0.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a target has in all (None: not limited, or not known)."""
+
+    cpu: float | None = None
+    memory_gb: float | None = None
+    gpus: float | None = None
+    max_tasks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the active reservations on a target hold."""
+
+    cpu: float = 0.0
+    memory_gb: float = 0.0
+    gpus: float = 0.0
+    tasks: int = 0
+
+    def fits(self, wanted: Resources, capacity: Capacity) -> bool:
+        checks = (
+            (capacity.cpu, self.cpu, wanted.cpu),
+            (capacity.memory_gb, self.memory_gb, wanted.memory_gb),
+            (capacity.gpus, self.gpus, wanted.gpus),
+        )
+        for total, used, asked in checks:
+            if total is not None and used + asked > total + 1e-9:
+                return False
+        return capacity.max_tasks is None or self.tasks + 1 <= capacity.max_tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A lease on part of a target, until released or `expires_at`."""
+
+    id: str
+    target_id: str
+    resources: Resources
+    owner: str
+    created_at: datetime
+    expires_at: datetime
+    request_id: str | None = None
+    task_name: str | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -620,6 +686,7 @@ class PlacementResult:
     handed_over_from: str | None = None
     attempts: tuple[Attempt, ...] = ()
     options: PlacementOptions = field(default_factory=PlacementOptions)
+    reservation: Reservation | None = None
 
     @property
     def selected_target(self) -> AnyTarget | None:

@@ -37,7 +37,7 @@ from acode_placement.models import (
 )
 
 T = TypeVar("T")
-HEAD = "0001"  # the newest migration; a test keeps it equal to Alembic's head
+HEAD = "0002"  # the newest migration; a test keeps it equal to Alembic's head
 _metadata = sa.MetaData()
 placements = sa.Table(
     "placements",
@@ -298,21 +298,44 @@ class HistoryStore:
             return self._engine
 
     def _connect(self) -> Engine:
-        url = sa.make_url(self.url)
-        options: dict[str, Any] = {}
-        if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            options["connect_args"] = {"timeout": 30}
-        engine = sa.create_engine(url, **options)
-        if url.get_backend_name() == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-        try:
-            _migrate(engine)
-        except SQLAlchemyError as exc:
-            engine.dispose()
-            raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
-        return engine
+        return open_database(self.url)
+
+
+def open_database(url_text: str, *, immediate: bool = False) -> Engine:
+    """An engine on the database, migrated to HEAD.
+
+    With `immediate`, every SQLite transaction starts with BEGIN IMMEDIATE (the write
+    lock first), so that a read-then-write such as check-and-reserve is atomic across
+    processes.
+    """
+    url = sa.make_url(url_text)
+    where = url.render_as_string(hide_password=True)
+    options: dict[str, Any] = {}
+    sqlite = url.get_backend_name() == "sqlite"
+    if sqlite:
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": 30}
+    engine = sa.create_engine(url, **options)
+    if sqlite:
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        if immediate:
+            sa.event.listen(engine, "connect", _driver_autocommit)
+            sa.event.listen(engine, "begin", _begin_immediate)
+    try:
+        _migrate(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise HistoryError(f"history {where}: {_reason(exc)}") from None
+    return engine
+
+
+def _driver_autocommit(connection: Any, _: Any) -> None:
+    connection.isolation_level = None  # SQLAlchemy, not the driver, begins transactions
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
