@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from acode_placement import explain
+from acode_placement.client import PlacementClient
 from acode_placement.config import (
     SCHEMAS,
     TARGETS_ENV,
@@ -37,6 +39,7 @@ from acode_placement.errors import InputError, PlacementError, UnknownNameError
 from acode_placement.history.replay import replay
 from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import HistoryStore, Record
+from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,
     Capabilities,
@@ -55,6 +58,7 @@ from acode_placement.models import (
     Task,
     TaskRequirements,
 )
+from acode_placement.service import TOKEN_ENV, create_app, is_loopback, read_token
 from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
 
@@ -172,16 +176,56 @@ def _prepare(
         raise UnknownNameError("strategy", chosen, engine.registry.names(), origin)
     if mode is not None and mode not in set(Mode):
         raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
-    options = PlacementOptions(
-        strategy=chosen,
-        mode=Mode(mode) if mode else settings.mode,
+    options = _options(settings, chosen, Mode(mode) if mode else None, no_discovery)
+    return _Run(engine, options, _targets(targets_path))
+
+
+def _options(
+    settings: PlacementSettings, strategy: str, mode: Mode | None, no_discovery: bool
+) -> PlacementOptions:
+    return PlacementOptions(
+        strategy=strategy,
+        mode=mode or settings.mode,
         fallback_enabled=settings.fallback_enabled,
         tie_breaker=settings.tie_breaker,
         default_runtime_minutes=settings.default_runtime_minutes,
         discovery_enabled=settings.discovery_enabled and not no_discovery,
         decision_timeout=settings.decision_timeout,
     )
-    return _Run(engine, options, _targets(targets_path))
+
+
+def _place_remotely(
+    server: str,
+    task_path: Path,
+    strategy: str | None,
+    mode: str | None,
+    reserve: bool,
+    owner: str | None,
+    json_out: bool,
+) -> None:
+    task = read_task(task_path).value.task
+    options = None
+    if strategy or mode:
+        if mode is not None and mode not in set(Mode):
+            raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
+        options = PlacementOptions(strategy=strategy or "auto", mode=Mode(mode or "burst"))
+    with PlacementClient(server) as client:
+        result = client.place(task, options, reserve=reserve, owner=owner)
+    if json_out:
+        _print_json(result)
+    else:
+        chosen = result["target"]
+        head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
+        typer.echo(
+            f"{head}  score {result['score']:.3f}  {result['strategy']}/{result['mode']}"
+            f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
+        )
+        typer.echo(f"why: {result['why']}")
+        if result["alternatives"]:
+            typer.echo(f"fallback: {', '.join(result['alternatives'])}")
+        if result.get("reservation"):
+            typer.echo(f"reserved: {result['reservation']['id']}")
+    raise typer.Exit(0 if result["success"] else 1)
 
 
 def _targets(explicit: Path | None) -> list[AnyTarget]:
@@ -292,9 +336,19 @@ def place(
     owner: Annotated[
         str | None, typer.Option("--owner", help="who holds the lease (default host:pid)")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="ask this acode-placement service instead (token: $ACODE_PLACEMENT_TOKEN)",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Choose where TASK runs, and say why in one line."""
+    if server is not None:
+        _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
+        return
     run = _prepare(targets, config, strategy, mode, no_discovery)
     _, result = _decide(task, run, reserve=reserve, owner=owner)
     if json_out:
@@ -358,7 +412,7 @@ def targets(
     resolved, known = asyncio.run(look())
     rows = list(zip(resolved, known, strict=True))
     if json_out:
-        _print_json([_target_json(t, k) for t, k in rows])
+        _print_json([explain.target_json(t, k) for t, k in rows])
         return
     _console().print(_targets_table(rows))
 
@@ -386,13 +440,13 @@ def discover(
 
     async def look() -> tuple[list[AnyTarget], list[Known]]:
         resolved = await engine.resolve(fleet)
-        wanted = [t for t in resolved if not ids or any(_named(t.id, n) for n in ids)]
+        wanted = [t for t in resolved if not ids or selects(ids, t)]
         tools = frozenset(tool for t in wanted if t.capabilities for tool in t.capabilities.tools)
         return wanted, await engine.discover(wanted, tools, refresh=refresh)
 
     chosen, known = asyncio.run(look())
     for name in ids or ():
-        if not any(_named(t.id, name) for t in chosen):
+        if not any(selects([name], t) for t in chosen):
             raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
     reports = [discovery_json(t, k, engine) for t, k in zip(chosen, known, strict=True)]
     if json_out:
@@ -453,6 +507,41 @@ def reservations(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
             lease.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )
     _console().print(table)
+
+
+@app.command()
+@_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8790,
+    config: ConfigOpt = None,
+    targets: TargetsOpt = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="bearer token (first line); else $ACODE_PLACEMENT_TOKEN"),
+    ] = None,
+) -> None:
+    """Serve the engine over HTTP (FastAPI under uvicorn); SIGTERM finishes in-flight requests."""
+    settings, _ = resolve_settings(config)
+    token = read_token(token_file, dict(os.environ))
+    if token is None and not is_loopback(host):
+        raise InputError(
+            f"--host {host}: refusing to serve beyond loopback without a token"
+            f" (set {TOKEN_ENV} or --token-file)"
+        )
+    fleet = _targets(targets)
+    engine = _engine(settings)
+    defaults = _options(settings, settings.strategy, None, no_discovery=False)
+    application = create_app(engine, fleet, token, defaults=defaults)
+    typer.echo(f"acode-placement serving on http://{host}:{port} ({len(fleet)} targets)", err=True)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
 
 
 @app.command()
@@ -543,11 +632,6 @@ def _details(ts: TargetScore) -> str:
     if ts.stale and not unknown:
         text += f" | {explain.discovery_text(ts)}"
     return text
-
-
-def _named(target_id: str, name: str) -> bool:
-    """`name` is the target's id, or the id of the fleet it belongs to."""
-    return target_id == name or target_id.startswith(name + "/")
 
 
 def _where(target: AnyTarget) -> str:
@@ -642,16 +726,6 @@ def _num_or_dash(value: float | None) -> str:
     return "-" if value is None else explain.num(value)
 
 
-def _target_json(target: AnyTarget, known: Known) -> dict[str, Any]:
-    data = target.model_dump(mode="json", exclude={"capabilities"}, exclude_none=True)
-    data.pop("identityFile", None)  # a key path is nobody's business but ssh's
-    data["capabilities"] = known.capabilities.model_dump(mode="json", exclude_none=True)
-    data["discovery"] = {"status": known.status.value, "cause": known.cause}
-    if isinstance(target, Ec2Target):
-        data["price"] = explain.price_json(target)
-    return data
-
-
 def discovery_json(target: AnyTarget, known: Known, engine: PlacementEngine) -> dict[str, Any]:
     """One target's discovery: values, their sources, age, status and contradictions."""
     found = known.discovered
@@ -724,25 +798,6 @@ def _since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _record_summary(record: Record) -> dict[str, Any]:
-    return {
-        "requestId": record.request_id,
-        "time": record.created_at.isoformat(),
-        "taskName": record.task_name,
-        "success": record.success,
-        "target": record.target_id,
-        "targetType": record.target_type,
-        "reason": record.reason,
-        "score": record.score,
-        "strategy": record.strategy,
-        "mode": record.mode,
-        "estimatedCost": record.estimated_cost,
-        "priceSource": record.price_source,
-        "decisionMs": record.duration_ms,
-        "failureMessage": record.failure_message,
-    }
-
-
 @history_app.callback(invoke_without_command=True)
 @_errors
 def history(
@@ -765,7 +820,7 @@ def history(
         limit=limit, since=_since(since), target=target, failed=True if failed else None
     )
     if json_out:
-        _print_json([_record_summary(r) for r in records])
+        _print_json([r.summary_json() for r in records])
         return
     table = Table(
         "time (UTC)",
@@ -817,7 +872,7 @@ def history_show(
         ]
         _print_json(
             {
-                **_record_summary(record),
+                **record.summary_json(),
                 "requirements": record.requirements,
                 "options": record.options,
                 "result": record.result,

@@ -196,6 +196,15 @@ def _walk(
 # -------------------------------------------------------------------------- errors
 
 
+def describe_error(errors: list[ErrorDetails], data: Any, model: type[BaseModel]) -> str:
+    """The first of pydantic's errors as the files' errors read, without file and line:
+    `requirements.memroyGb: unknown key; did you mean memoryGb?` (the HTTP API's words)."""
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    path = _data_path(error["loc"], data)
+    where = _dotted(path) if path else "body"
+    return f"{where}: {_message(error, path, data, model)}"
+
+
 def _first(exc: ValidationError) -> ErrorDetails:
     """The error to show: an unknown key first, as it often explains a missing one."""
     errors = exc.errors()

@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from acode_placement.models import (
+    AnyTarget,
     Check,
     CheckKind,
     DiscoveryStatus,
     Ec2Target,
     GpuInfo,
     GpuRequirement,
+    Known,
     PlacementResult,
     Reason,
     Reservation,
@@ -332,6 +334,17 @@ def price_json(target: Ec2Target) -> dict[str, Any]:
         "spot": target.spot,
         "note": quote.note if quote else None,
     }
+
+
+def target_json(target: AnyTarget, known: Known) -> dict[str, Any]:
+    """A target as `targets --json` and the service show it: never its key path."""
+    data = target.model_dump(mode="json", exclude={"capabilities"}, exclude_none=True)
+    data.pop("identityFile", None)  # a key path is nobody's business but ssh's
+    data["capabilities"] = known.capabilities.model_dump(mode="json", exclude_none=True)
+    data["discovery"] = {"status": known.status.value, "cause": known.cause}
+    if isinstance(target, Ec2Target):
+        data["price"] = price_json(target)
+    return data
 
 
 def candidate_json(ts: TargetScore) -> dict[str, Any]:

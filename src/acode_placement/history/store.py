@@ -120,6 +120,25 @@ class Record:
     engine_version: str
     attempts: tuple[Attempt, ...] = ()
 
+    def summary_json(self) -> dict[str, Any]:
+        """The listing's fields (`history --json`, `GET /v1/placements`)."""
+        return {
+            "requestId": self.request_id,
+            "time": self.created_at.isoformat(),
+            "taskName": self.task_name,
+            "success": self.success,
+            "target": self.target_id,
+            "targetType": self.target_type,
+            "reason": self.reason,
+            "score": self.score,
+            "strategy": self.strategy,
+            "mode": self.mode,
+            "estimatedCost": self.estimated_cost,
+            "priceSource": self.price_source,
+            "decisionMs": self.duration_ms,
+            "failureMessage": self.failure_message,
+        }
+
 
 class HistoryStore:
     """Appends decisions; lists and fetches them. Thread-safe; opened on first use."""

@@ -1,0 +1,445 @@
+"""The HTTP service: the engine for workers in other processes and on other machines.
+
+FastAPI under uvicorn. Every route but the health checks needs the bearer token
+(compared in constant time). Errors are RFC 9457 problem details carrying the
+same words as the command line. Request bodies are limited in size; targets'
+key paths and credentials are never returned; CORS is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from acode_placement import explain
+from acode_placement.config import describe_error
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import InputError, PlacementError, UnknownNameError
+from acode_placement.history.reservations import ReservationError
+from acode_placement.history.store import HistoryError
+from acode_placement.matching import selects
+from acode_placement.models import (
+    AnyTarget,
+    PlacementOptions,
+    Task,
+    TaskRequirements,
+    _Model,
+)
+from acode_placement.telemetry import get_logger
+
+_log = get_logger("acode_placement.service")
+MAX_BODY = 1024 * 1024  # bytes
+TOKEN_ENV = "ACODE_PLACEMENT_TOKEN"
+PROBLEM = "application/problem+json"
+# Errors that mean the body is not a JSON object at all.
+_NOT_JSON = frozenset({"json_invalid", "model_attributes_type", "dict_type", "missing"})
+
+
+class PlacementRequest(_Model):
+    """A task (name and requirements, as in a task file) or bare requirements."""
+
+    task: Task | None = None
+    requirements: TaskRequirements | None = None
+    options: PlacementOptions | None = None
+    reserve: bool = False
+    owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _one_task(self) -> PlacementRequest:
+        if self.task is not None and self.requirements is not None:
+            raise ValueError("give task or requirements, not both")
+        return self
+
+    @property
+    def wanted(self) -> TaskRequirements:
+        if self.task is not None:
+            return self.task.requirements
+        return self.requirements or TaskRequirements()
+
+
+class DiscoverRequest(_Model):
+    ids: list[str] = Field(default_factory=list, description="target ids; empty: every target")
+    refresh: bool = False
+
+
+class ProblemDetail(_Model):
+    """RFC 9457 problem details: `detail` has the command line's words."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "bad input (an unknown strategy, a fleet without members...)",
+        401: "no valid bearer token",
+        404: "no such decision or reservation",
+        409: "the reservation has expired",
+        413: "request body too large",
+        422: "the body does not match the schema (same words as the task file's errors)",
+        503: "the history database cannot be reached",
+    }
+    schema = {"$ref": "#/components/schemas/ProblemDetail"}
+    return {
+        code: {
+            "model": ProblemDetail,
+            "description": words[code],
+            "content": {PROBLEM: {"schema": schema}},
+        }
+        for code in codes
+    }
+
+
+class BodyTooLargeError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(status: int, title: str, detail: str, **headers: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes (413), declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLargeError(413, "Payload Too Large", self._detail())
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLargeError:
+            await self._refuse(scope, receive, send)
+
+    def _detail(self) -> str:
+        return f"request body over {self.limit} bytes"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem(413, "Payload Too Large", self._detail())(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What the routes share: the engine, the targets, the token, default options."""
+
+    engine: PlacementEngine
+    targets: list[AnyTarget]
+    token: str | None
+    defaults: PlacementOptions
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _authorised(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    token = _service(request).token
+    if token is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "a valid bearer token is required")
+
+
+Svc = Annotated[Service, Depends(_service)]
+router = APIRouter(
+    dependencies=[Depends(_authorised)], responses=_documented(400, 401, 404, 409, 413, 422, 503)
+)
+open_router = APIRouter(responses=_documented(503))
+
+
+def create_app(
+    engine: PlacementEngine,
+    targets: list[AnyTarget],
+    token: str | None,
+    *,
+    defaults: PlacementOptions | None = None,
+) -> FastAPI:
+    """The application. `token` None means no authentication (loopback only)."""
+    app = FastAPI(
+        title="acode-placement",
+        summary="Decide where a task should run, and say why.",
+        version=_version(),
+    )
+    app.state.service = Service(engine, targets, token, defaults or PlacementOptions())
+    app.add_middleware(BodyLimit)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(PlacementError, _refused)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _crashed)
+    app.include_router(router)
+    app.include_router(open_router)
+    return app
+
+
+async def _http_problem(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+    title = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+    }.get(exc.status_code, "Error")
+    detail = str(exc.detail)
+    if exc.status_code == 400 and "parsing the body" in detail:
+        detail = "body: cannot be parsed (not UTF-8 JSON)"
+    return problem(exc.status_code, title, detail, **headers)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    body_errors = [e for e in errors if e["loc"][:1] == ("body",)]
+    whole = next((e for e in body_errors if len(e["loc"]) <= 2 and e["type"] in _NOT_JSON), None)
+    if whole is not None:
+        detail = "body: expected a JSON object (Content-Type: application/json)"
+        if whole["type"] == "json_invalid":
+            detail = f"body: invalid JSON ({whole.get('ctx', {}).get('error', 'cannot parse')})"
+    elif body_errors:
+        trimmed = [{**e, "loc": tuple(e["loc"][1:])} for e in body_errors]
+        detail = describe_error(trimmed, exc.body, _body_model(request))  # type: ignore[arg-type]
+    else:
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        detail = f"{where}: {first['msg']}"
+    return problem(422, "Unprocessable Content", detail)
+
+
+async def _refused(_: Request, exc: PlacementError) -> JSONResponse:
+    if isinstance(exc, HistoryError):
+        return problem(503, "Service Unavailable", str(exc))
+    if isinstance(exc, ReservationError) and "no reservation" in str(exc):
+        return problem(404, "Not Found", str(exc))
+    if isinstance(exc, ReservationError) and "expired" in str(exc):
+        return problem(409, "Conflict", str(exc))
+    return problem(400, "Bad Request", str(exc))
+
+
+async def _crashed(_: Request, exc: Exception) -> JSONResponse:
+    _log.error("service.error", error=repr(exc))
+    return problem(500, "Internal Server Error", "the request failed; see the server log")
+
+
+def _options(service: Service, request: PlacementRequest) -> PlacementOptions:
+    options = request.options or service.defaults
+    registry = service.engine.registry
+    if options.strategy not in registry:
+        raise UnknownNameError("strategy", options.strategy, registry.names(), "options.strategy")
+    return options
+
+
+@router.post("/v1/placements", tags=["placements"])
+async def place(body: PlacementRequest, service: Svc) -> dict[str, Any]:
+    """Choose a target (and with `reserve`, lease it); the `place --json` object."""
+    result = await service.engine.place(
+        body.wanted,
+        service.targets,
+        _options(service, body),
+        task_name=body.task.name if body.task else None,
+        reserve=body.reserve,
+        owner=body.owner,
+    )
+    return explain.result_json(result)
+
+
+@router.post("/v1/placements:explain", tags=["placements"])
+async def explain_placement(body: PlacementRequest, service: Svc) -> dict[str, Any]:
+    """Every target's score, matches and mismatches; nothing is recorded or reserved."""
+    result = await service.engine.place(
+        body.wanted,
+        service.targets,
+        _options(service, body),
+        task_name=body.task.name if body.task else None,
+        record=False,
+    )
+    return explain.result_json(result)
+
+
+@router.get("/v1/placements", tags=["history"])
+async def history(
+    service: Svc,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    since: datetime | None = None,
+    target: Annotated[str | None, Query(max_length=256)] = None,
+    failed: bool = False,
+) -> list[dict[str, Any]]:
+    """Recorded decisions, newest first."""
+    store = _history(service.engine)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    records = await asyncio.to_thread(
+        store.list, limit=limit, since=since, target=target, failed=True if failed else None
+    )
+    return [r.summary_json() for r in records]
+
+
+@router.get("/v1/placements/{request_id}", tags=["history"])
+async def history_one(
+    request_id: Annotated[str, Path(max_length=64)], service: Svc
+) -> dict[str, Any]:
+    """One recorded decision, with its explanation as it was."""
+    record = await asyncio.to_thread(_history(service.engine).get, request_id)
+    if record is None:
+        raise HTTPException(404, f"no recorded decision has the request id {request_id!r}")
+    summary = record.summary_json()
+    return {**summary, "result": record.result, "requirements": record.requirements}
+
+
+@router.get("/v1/reservations", tags=["reservations"])
+async def reservations(service: Svc) -> list[dict[str, Any]]:
+    """Active leases."""
+    store = _leases(service.engine)
+    return [explain.lease_json(lease) for lease in await asyncio.to_thread(store.active)]
+
+
+@router.delete("/v1/reservations/{reservation_id}", tags=["reservations"])
+async def release(
+    reservation_id: Annotated[str, Path(max_length=64)], service: Svc
+) -> dict[str, Any]:
+    """End a lease (again is harmless)."""
+    store = _leases(service.engine)
+    return explain.lease_json(await asyncio.to_thread(store.release, reservation_id))
+
+
+@router.get("/v1/targets", tags=["targets"])
+async def list_targets(service: Svc) -> list[dict[str, Any]]:
+    """Every candidate (fleets expanded) with its merged capabilities."""
+    engine = service.engine
+    resolved = await engine.resolve(service.targets)
+    known = await engine.capabilities(resolved, TaskRequirements(), service.defaults)
+    return [explain.target_json(t, k) for t, k in zip(resolved, known, strict=True)]
+
+
+@router.post("/v1/targets:discover", tags=["targets"])
+async def discover(body: DiscoverRequest, service: Svc) -> list[dict[str, Any]]:
+    """Probe targets now (or serve them from the cache unless `refresh`)."""
+    resolved = await service.engine.resolve(service.targets)
+    wanted = [t for t in resolved if not body.ids or selects(body.ids, t)]
+    known = await service.engine.discover(wanted, refresh=body.refresh)
+    return [explain.target_json(t, k) for t, k in zip(wanted, known, strict=True)]
+
+
+@router.get("/v1/strategies", tags=["strategies"])
+async def strategies(service: Svc) -> dict[str, Any]:
+    registry = service.engine.registry
+    entries = [
+        {"name": name, "origin": entry.origin, "description": entry.description}
+        for name, entry in registry
+    ]
+    broken = [{"name": n, "error": e} for n, e in registry.broken.items()]
+    return {"strategies": entries, "broken": broken}
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+async def metrics(service: Svc) -> PlainTextResponse:
+    return PlainTextResponse(
+        service.engine.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+@open_router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@open_router.get("/readyz", tags=["ops"])
+async def readyz(service: Svc) -> JSONResponse:
+    """Ready when the history database answers (or there is none)."""
+    store = service.engine.history
+    if store is None:
+        return JSONResponse({"status": "ready", "history": "off"})
+    try:
+        await asyncio.to_thread(store.count)
+    except HistoryError as exc:
+        return problem(503, "Service Unavailable", str(exc))
+    return JSONResponse({"status": "ready", "history": "ok"})
+
+
+def _body_model(request: Request) -> type[_Model]:
+    return DiscoverRequest if request.url.path.endswith(":discover") else PlacementRequest
+
+
+def _history(engine: PlacementEngine) -> Any:
+    if engine.history is None:
+        raise InputError("the history is off (historyEnabled: false)")
+    return engine.history
+
+
+def _leases(engine: PlacementEngine) -> Any:
+    if engine.reservations is None:
+        raise InputError("this server keeps no reservations")
+    return engine.reservations
+
+
+def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("acode-placement")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def read_token(token_file: FilePath | None, environ: dict[str, str]) -> str | None:
+    """The bearer token: the file's first line, else $ACODE_PLACEMENT_TOKEN; None if neither."""
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"--token-file {token_file}: {exc.strerror}") from None
+        if not text:
+            raise InputError(f"--token-file {token_file}: empty")
+        return text.splitlines()[0].strip()
+    value = environ.get(TOKEN_ENV, "").strip()
+    return value or None

@@ -1,0 +1,377 @@
+"""The HTTP service, served for real on a free loopback port and called with httpx:
+every route, authentication, bad bodies, schemathesis over the served OpenAPI
+document, the client, place --server, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from acode_placement import Capabilities, LocalTarget, SshTarget, Task
+from acode_placement.client import PlacementClient, ServiceError
+from acode_placement.engine import PlacementEngine
+from acode_placement.history.reservations import ReservationStore
+from acode_placement.history.store import HistoryStore
+from acode_placement.models import PlacementOptions
+from acode_placement.service import create_app
+from tests.conftest import Cli
+from tests.sshd import free_port
+
+ROOT = Path(__file__).parent.parent
+TOKEN = "correct-horse-battery-staple"
+FLEET = [
+    LocalTarget(id="local", capabilities=Capabilities(cpu=4, memory_gb=8, os="linux")),
+    SshTarget(
+        id="box",
+        host="box.invalid",
+        identity_file="/home/ci/.ssh/id_ed25519",
+        capabilities=Capabilities(cpu=16, memory_gb=64, os="linux", tools=("docker",)),
+    ),
+]
+TASK = {"name": "build", "requirements": {"cpu": 2, "memoryGb": 4}}
+OFF = {"discoveryEnabled": False}
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, PlacementEngine]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('service') / 'history.db'}"
+    engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
+    app = create_app(engine, FLEET, TOKEN, defaults=PlacementOptions(discovery_enabled=False))
+    with serving(app) as base:
+        yield base, engine
+
+
+@pytest.fixture
+def api(service: tuple[str, PlacementEngine]) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=service[0], headers=headers, timeout=30) as client:
+        yield client
+
+
+class TestRoutes:
+    def test_health_needs_no_token(self, service: tuple[str, PlacementEngine]) -> None:
+        assert httpx.get(f"{service[0]}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{service[0]}/readyz").json() == {"status": "ready", "history": "ok"}
+
+    def test_place_explain_and_history(self, api: httpx.Client) -> None:
+        placed = api.post("/v1/placements", json={"task": TASK, "options": OFF})
+        assert placed.status_code == 200
+        body = placed.json()
+        assert (body["success"], body["target"], body["reason"]) == (
+            True,
+            {"id": "local", "type": "local"},
+            "LocalPreferred",
+        )
+        explained = api.post("/v1/placements:explain", json={"requirements": {"cpu": 8}})
+        assert [c["id"] for c in explained.json()["candidates"]] == ["box", "local"]
+        listed = api.get("/v1/placements", params={"limit": 5}).json()
+        assert listed[0]["requestId"] == body["requestId"]  # explain records nothing
+        one = api.get(f"/v1/placements/{body['requestId']}").json()
+        assert one["result"]["why"] == body["why"] and one["requirements"]["cpu"] == 2
+
+    def test_a_failure_is_a_200_with_success_false(self, api: httpx.Client) -> None:
+        response = api.post("/v1/placements", json={"requirements": {"cpu": 999}})
+        assert response.status_code == 200
+        assert response.json()["success"] is False
+        assert response.json()["failureMessage"].startswith("0/2 targets eligible")
+
+    def test_reserve_list_and_release(self, api: httpx.Client) -> None:
+        placed = api.post("/v1/placements", json={"task": TASK, "reserve": True, "owner": "w1"})
+        lease = placed.json()["reservation"]
+        assert (lease["target"], lease["owner"]) == ("local", "w1")
+        assert [r["id"] for r in api.get("/v1/reservations").json()] == [lease["id"]]
+        assert api.delete(f"/v1/reservations/{lease['id']}").json()["endReason"] == "released"
+        assert api.delete(f"/v1/reservations/{lease['id']}").status_code == 200
+        missing = api.delete("/v1/reservations/nope")
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "no reservation 'nope'"
+
+    def test_targets_never_show_key_paths(self, api: httpx.Client) -> None:
+        targets = api.get("/v1/targets").json()
+        assert [t["id"] for t in targets] == ["local", "box"]
+        assert all("identityFile" not in t for t in targets)
+        assert "id_ed25519" not in api.get("/v1/targets").text
+        found = api.post("/v1/targets:discover", json={"ids": ["box"]}).json()
+        assert [t["id"] for t in found] == ["box"]
+
+    def test_strategies_metrics_and_openapi(self, api: httpx.Client) -> None:
+        names = [s["name"] for s in api.get("/v1/strategies").json()["strategies"]]
+        assert names[:5] == ["auto", "local-first", "cloud-first", "cost-optimized", "performance"]
+        metrics = api.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        families = {f.name for f in text_string_to_metric_families(metrics.text)}
+        assert "acode_placement_placements" in families
+        document = api.get("/openapi.json").json()
+        assert "/v1/placements" in document["paths"]
+
+
+class TestRefusals:
+    @pytest.mark.parametrize("header", [None, "Bearer wrong", "Bearer", "Basic " + TOKEN])
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/v1/placements"),
+            ("POST", "/v1/placements:explain"),
+            ("GET", "/v1/placements"),
+            ("GET", "/v1/placements/x"),
+            ("GET", "/v1/reservations"),
+            ("DELETE", "/v1/reservations/x"),
+            ("GET", "/v1/targets"),
+            ("POST", "/v1/targets:discover"),
+            ("GET", "/v1/strategies"),
+            ("GET", "/metrics"),
+        ],
+    )
+    def test_every_route_needs_the_token(
+        self, service: tuple[str, PlacementEngine], method: str, path: str, header: str | None
+    ) -> None:
+        headers = {"Authorization": header} if header else {}
+        response = httpx.request(method, service[0] + path, headers=headers, json={})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["content-type"] == "application/problem+json"
+
+    @pytest.mark.parametrize(
+        ("body", "status", "detail"),
+        [
+            (
+                {"task": {"name": "x", "requirements": {"memroyGb": 3}}},
+                422,
+                "requirements.memroyGb: unknown key; did you mean memoryGb?",
+            ),
+            ({"requirements": {"cpu": -1}}, 422, "requirements.cpu: must be >= 0, got -1"),
+            ({"requirements": {"tools": ["rm -rf /"]}}, 422, "invalid tool name 'rm -rf /'"),
+            ({"options": {"strategy": "cheap"}}, 400, "unknown strategy 'cheap'; available: auto"),
+            ({"colour": "red"}, 422, "colour: unknown key"),
+            ([1, 2], 422, "body: expected a JSON object"),
+        ],
+    )
+    def test_bad_bodies_are_4xx_with_the_command_lines_words(
+        self, api: httpx.Client, body: Any, status: int, detail: str
+    ) -> None:
+        response = api.post("/v1/placements", json=body)
+        assert response.status_code == status
+        assert detail in response.json()["detail"]
+
+    def test_malformed_and_oversized_bodies(self, api: httpx.Client) -> None:
+        broken = api.post(
+            "/v1/placements", content=b"{nope", headers={"Content-Type": "application/json"}
+        )
+        assert broken.status_code == 422 and "invalid JSON" in broken.json()["detail"]
+        huge = api.post(
+            "/v1/placements",
+            content=b'{"x": "' + b"a" * (2 * 1024 * 1024) + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413
+        assert huge.json()["detail"] == "request body over 1048576 bytes"
+
+    def test_unknown_history_entry_is_404(self, api: httpx.Client) -> None:
+        response = api.get("/v1/placements/does-not-exist")
+        assert response.status_code == 404 and response.json()["title"] == "Not Found"
+
+
+def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
+    # Its own server: fuzzed requests reserve and record at random.
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
+    app = create_app(engine, FLEET, TOKEN, defaults=PlacementOptions(discovery_enabled=False))
+    with serving(app) as base:
+        done = _schemathesis(base)
+    assert done.returncode == 0, done.stdout[-4000:]
+
+
+def _schemathesis(base: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{base}/openapi.json",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance",
+            "--max-examples",
+            "25",
+            "--phases",
+            "examples,fuzzing",
+            "--suppress-health-check",
+            "all",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+class TestClient:
+    def test_the_python_client_speaks_the_same_json(
+        self, service: tuple[str, PlacementEngine]
+    ) -> None:
+        with PlacementClient(service[0], TOKEN) as client:
+            result = client.place(Task.model_validate(TASK), reserve=True)
+            lease = result["reservation"]
+            assert result["success"] and lease["target"] == result["target"]["id"]
+            assert lease["id"] in [r["id"] for r in client.reservations()]
+            client.release(lease["id"])
+            assert lease["id"] not in [r["id"] for r in client.reservations()]
+            with pytest.raises(ServiceError, match=r"no reservation 'x' \(HTTP 404\)"):
+                client.release("x")
+        with (
+            PlacementClient(service[0], "wrong") as client,
+            pytest.raises(ServiceError, match="HTTP 401"),
+        ):
+            client.strategies()
+
+    def test_place_with_server(
+        self,
+        service: tuple[str, PlacementEngine],
+        cli: Cli,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", TOKEN)
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": TASK}))
+        code, out = cli.json("place", task, "--server", service[0])
+        assert code == 0 and out["target"]["id"] == "local" and out["taskName"] == "build"
+        code, text, _ = cli("place", task, "--server", service[0], "--strategy", "performance")
+        assert code == 0 and text.startswith("box (ssh)")
+
+
+class TestServeCommand:
+    def test_refuses_beyond_loopback_without_a_token(self, cli: Cli) -> None:
+        code, _, err = cli("serve", "--host", "0.0.0.0")
+        assert code == 2
+        assert "refusing to serve beyond loopback without a token" in err
+
+    def test_sigterm_finishes_the_request_in_flight(self, tmp_path: Path) -> None:
+        # A target that accepts TCP and never speaks SSH keeps a discovery busy ~2 s.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        targets = tmp_path / "targets.yaml"
+        targets.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [
+                        {
+                            "id": "slow",
+                            "type": "ssh",
+                            "host": "127.0.0.1",
+                            "port": silent.getsockname()[1],
+                        },
+                    ]
+                }
+            )
+        )
+        config = tmp_path / "placement.yaml"
+        config.write_text(yaml.safe_dump({"placement": {"probeTimeout": 2}}))
+        port = free_port()
+        env = {**os.environ, "ACODE_PLACEMENT_TOKEN": TOKEN, "XDG_DATA_HOME": str(tmp_path)}
+        server = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "acode-placement"),
+                "serve",
+                "--port",
+                str(port),
+                "--targets",
+                str(targets),
+                "--config",
+                str(config),
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.05)
+            answer: dict[str, Any] = {}
+
+            def call() -> None:
+                response = httpx.post(
+                    f"{base}/v1/targets:discover",
+                    json={"refresh": True},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=30,
+                )
+                answer["status"] = response.status_code
+                answer["body"] = response.json()
+
+            caller = threading.Thread(target=call)
+            caller.start()
+            time.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            caller.join(30)
+            # uvicorn shuts down gracefully, then re-raises the signal it caught
+            assert server.wait(30) in (0, -signal.SIGTERM)
+        finally:
+            if server.poll() is None:
+                server.kill()
+            silent.close()
+        assert answer["status"] == 200
+        assert answer["body"][0]["discovery"]["status"] == "unreachable"
+
+
+def test_concurrent_requests_each_leave_one_record(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = HistoryStore(url)
+    engine = PlacementEngine(history=store)
+    app = create_app(engine, FLEET, None, defaults=PlacementOptions(discovery_enabled=False))
+
+    async def flood(base: str) -> list[int]:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.post("/v1/placements", json={"task": TASK}) for _ in range(300))
+            )
+        return [r.status_code for r in responses]
+
+    with serving(app) as base:
+        statuses = asyncio.run(flood(base))
+    assert statuses == [200] * 300
+    assert store.count() == 300
+    ids = {r.request_id for r in store.list(limit=1000)}
+    assert len(ids) == 300
