@@ -228,3 +228,28 @@ def test_meeting_a_preference_never_lowers_a_score(
     for i, (old, new) in enumerate(zip(before, after, strict=True)):
         if i != index:
             assert old.score == new.score
+
+
+@SETTINGS
+@given(fleets(), requirements, options)
+def test_the_fast_path_decides_exactly_like_the_reference(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    from acode_placement.engine import PlacementEngine
+    from acode_placement.explain import result_json
+    from acode_placement.matching import estimated_cost, evaluate, quick_eligible, runtime_minutes
+    from acode_placement.models import Known
+
+    known = [Known(t.capabilities or Capabilities()) for t in targets]
+    engine = PlacementEngine()
+    fast = engine.decide(req, targets, known, opts, request_id="r")
+    slow = engine.decide(req, targets, known, opts, request_id="r", reference=True)
+    minutes = runtime_minutes(req, opts)
+    for target, facts in zip(targets, known, strict=True):
+        caps = facts.capabilities
+        expected = evaluate(target, caps, req, opts).eligible
+        assert quick_eligible(target, caps, req, opts, estimated_cost(target, minutes)) is expected
+    both = [result_json(r) for r in (fast, slow)]
+    for data in both:
+        data.pop("decisionMs")
+    assert both[0] == both[1]

@@ -35,7 +35,13 @@ from acode_placement.events import (
 )
 from acode_placement.history.reservations import ReservationError, ReservationStore
 from acode_placement.history.store import HistoryStore
-from acode_placement.matching import evaluate
+from acode_placement.matching import (
+    Verdict,
+    estimated_cost,
+    evaluate,
+    quick_eligible,
+    runtime_minutes,
+)
 from acode_placement.metrics import Metrics
 from acode_placement.models import (
     AnyTarget,
@@ -43,8 +49,10 @@ from acode_placement.models import (
     Capabilities,
     Check,
     CheckKind,
+    CheckSets,
     Ec2Target,
     Known,
+    LazyChecks,
     PlacementOptions,
     PlacementResult,
     PlacementSettings,
@@ -321,12 +329,16 @@ class PlacementEngine:
         task_name: str | None = None,
         request_id: str | None = None,
         usage: Sequence[Usage] | None = None,
+        reference: bool = False,
     ) -> PlacementResult:
         """The decision itself, from capabilities already known: pure and synchronous.
-        With `usage` (active reservations per target), free capacity decides."""
+        With `usage` (active reservations per target), free capacity decides.
+        `reference` builds every check up front instead of taking the fast path."""
         started = time.perf_counter()
         strategy, handed_over_from = self._strategy(options.strategy, requirements)
-        scores = score_all(strategy, requirements, targets, known, options, usage=usage)
+        scores = score_all(
+            strategy, requirements, targets, known, options, usage=usage, fast=not reference
+        )
         ranked = rank(scores, options.tie_breaker)
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked
         chosen = kept[0] if kept else None
@@ -568,14 +580,43 @@ def score_all(
     options: PlacementOptions,
     *,
     usage: Sequence[Usage] | None = None,
+    fast: bool = True,
 ) -> list[TargetScore]:
     """Each target's verdict and score (0 when ineligible), in the order given.
-    With `usage`, each target offers its free capacity."""
+    With `usage`, each target offers its free capacity. `fast` rules targets out
+    with `quick_eligible` and leaves their checks to be computed on demand; without
+    it every check is built (the reference the property tests compare against)."""
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     scores = []
+    minutes = runtime_minutes(requirements, options)
     for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
         caps = facts.capabilities
         held = usage[index] if usage is not None else None
+        cost = estimated_cost(target, minutes)
+        if (
+            fast
+            and held is None
+            and facts.known
+            and not quick_eligible(target, caps, requirements, options, cost)
+        ):
+            # Ruled out without building a check; the explanation computes them if asked.
+            def later(t: AnyTarget = target, c: Capabilities = caps) -> CheckSets:
+                return _sets(evaluate(t, c, requirements, options))
+
+            scores.append(
+                TargetScore(
+                    target=target,
+                    capabilities=caps,
+                    eligible=False,
+                    score=0.0,
+                    checks=LazyChecks(compute=later),
+                    estimated_cost=cost,
+                    index=index,
+                    status=facts.status,
+                    cause=facts.cause,
+                )
+            )
+            continue
         if held is not None:
             total = capacity.capacity_of(target, caps)
             caps = capacity.free(caps, total, held)
@@ -597,9 +638,7 @@ def score_all(
                 capabilities=caps,
                 eligible=verdict.eligible,
                 score=score,
-                matches=verdict.matches,
-                mismatches=verdict.mismatches,
-                preferences=verdict.preferences,
+                checks=LazyChecks(_sets(verdict)),
                 estimated_cost=verdict.estimated_cost,
                 index=index,
                 status=facts.status,
@@ -608,6 +647,10 @@ def score_all(
             )
         )
     return scores
+
+
+def _sets(verdict: Verdict) -> CheckSets:
+    return verdict.matches, verdict.mismatches, verdict.preferences
 
 
 def _plugin_score(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -556,6 +557,30 @@ class Check:
     key: str | None = None
 
 
+CheckSets = tuple[tuple[Check, ...], tuple[Check, ...], tuple[Check, ...]]
+
+
+class LazyChecks:
+    """A target's (matches, mismatches, preferences), computed once, on first use."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(
+        self, value: CheckSets | None = None, compute: Callable[[], CheckSets] | None = None
+    ) -> None:
+        if value is None and compute is None:
+            raise ValueError("LazyChecks needs a value or a way to compute it")
+        self._value = value
+        self._compute = compute
+
+    def get(self) -> CheckSets:
+        if self._value is None:
+            assert self._compute is not None
+            self._value = self._compute()
+            self._compute = None
+        return self._value
+
+
 def share_met(preferences: tuple[Check, ...]) -> float:
     """Share of soft preferences met, in [0, 1]; 0 when none were given."""
     return sum(c.ok for c in preferences) / len(preferences) if preferences else 0.0
@@ -563,20 +588,35 @@ def share_met(preferences: tuple[Check, ...]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class TargetScore:
-    """One target's verdict. `score` is in (0, 1] when eligible, else 0."""
+    """One target's verdict. `score` is in (0, 1] when eligible, else 0.
+
+    `matches`, `mismatches` and `preferences` come from `checks`, which an ineligible
+    target computes only when something reads them (an explanation): a decision
+    needs none of them to rule a target out.
+    """
 
     target: AnyTarget
     capabilities: Capabilities
     eligible: bool
     score: float
-    matches: tuple[Check, ...]
-    mismatches: tuple[Check, ...]
-    preferences: tuple[Check, ...] = ()
+    checks: LazyChecks
     estimated_cost: float | None = None
     index: int = 0
     status: DiscoveryStatus = DiscoveryStatus.DECLARED
     cause: str | None = None
     usage: Usage | None = None  # active reservations, when the decision reserves
+
+    @property
+    def matches(self) -> tuple[Check, ...]:
+        return self.checks.get()[0]
+
+    @property
+    def mismatches(self) -> tuple[Check, ...]:
+        return self.checks.get()[1]
+
+    @property
+    def preferences(self) -> tuple[Check, ...]:
+        return self.checks.get()[2]
 
     @property
     def id(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol, runtime_checkable
@@ -116,6 +117,7 @@ _GPU_SPEED = {
 STARTUP_MINUTES = {"local": 0.0, "ssh": 0.5, "ec2": 3.0}
 
 
+@functools.lru_cache(maxsize=512)
 def gpu_speed(model: str | None) -> float:
     if model:
         for name, speed in _GPU_SPEED.items():
