@@ -544,6 +544,14 @@ def serve(
     )
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Time decisions at 10 to 10,000 targets, beside HTCondor (see --help of the module)."""
+    from acode_placement import bench as benchmark  # noqa: PLC0415  (only this command needs it)
+
+    raise typer.Exit(benchmark.main(list(ctx.args)))
+
+
 @app.command()
 @_errors
 def strategies(json_out: JsonOpt = False) -> None:

@@ -36,10 +36,12 @@ from acode_placement.events import (
 from acode_placement.history.reservations import ReservationError, ReservationStore
 from acode_placement.history.store import HistoryStore
 from acode_placement.matching import (
+    QuickFacts,
     Verdict,
     estimated_cost,
     evaluate,
     quick_eligible,
+    quick_preference_share,
     runtime_minutes,
 )
 from acode_placement.metrics import Metrics
@@ -593,27 +595,30 @@ def score_all(
         caps = facts.capabilities
         held = usage[index] if usage is not None else None
         cost = estimated_cost(target, minutes)
-        if (
-            fast
-            and held is None
-            and facts.known
-            and not quick_eligible(target, caps, requirements, options, cost)
-        ):
-            # Ruled out without building a check; the explanation computes them if asked.
-            def later(t: AnyTarget = target, c: Capabilities = caps) -> CheckSets:
-                return _sets(evaluate(t, c, requirements, options))
-
+        if fast and held is None and facts.known:
+            # Decided without building a check; an explanation builds them if asked.
+            eligible = quick_eligible(target, caps, requirements, options, cost)
+            share = 0.0
+            score = 0.0
+            if eligible:
+                share = quick_preference_share(requirements.preferences, target, caps)
+                if builtin is not None:
+                    facts_only = QuickFacts(cost, minutes, share)
+                    score = builtin.rate(target, requirements, caps, facts_only)
+                else:
+                    score = _plugin_score(strategy, target, requirements, caps)
             scores.append(
                 TargetScore(
                     target=target,
                     capabilities=caps,
-                    eligible=False,
-                    score=0.0,
-                    checks=LazyChecks(compute=later),
+                    eligible=eligible,
+                    score=score,
+                    checks=_Deferred(target, caps, requirements, options),
                     estimated_cost=cost,
                     index=index,
                     status=facts.status,
                     cause=facts.cause,
+                    preference_share=share,
                 )
             )
             continue
@@ -644,9 +649,29 @@ def score_all(
                 status=facts.status,
                 cause=facts.cause,
                 usage=held,
+                preference_share=verdict.preference_share,
             )
         )
     return scores
+
+
+class _Deferred(LazyChecks):
+    """The checks of a target the fast path ruled out, built when first read."""
+
+    __slots__ = ("_inputs",)
+
+    def __init__(
+        self,
+        target: AnyTarget,
+        caps: Capabilities,
+        requirements: TaskRequirements,
+        options: PlacementOptions,
+    ) -> None:
+        super().__init__(compute=self._build)
+        self._inputs = (target, caps, requirements, options)
+
+    def _build(self) -> CheckSets:
+        return _sets(evaluate(*self._inputs))
 
 
 def _sets(verdict: Verdict) -> CheckSets:

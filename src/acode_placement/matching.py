@@ -10,6 +10,7 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from acode_placement.models import (
     AnyTarget,
@@ -85,6 +86,68 @@ def evaluate(
         estimated_cost=cost,
         runtime_minutes=minutes,
     )
+
+
+class Facts(Protocol):
+    """What a built-in strategy reads of a verdict."""
+
+    @property
+    def estimated_cost(self) -> float | None: ...
+
+    @property
+    def runtime_minutes(self) -> float: ...
+
+    @property
+    def preference_share(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QuickFacts:
+    """A verdict's facts without its checks (the fast path's)."""
+
+    estimated_cost: float | None
+    runtime_minutes: float
+    preference_share: float
+
+
+def quick_preference_share(
+    prefs: Preferences | None, target: AnyTarget, caps: Capabilities
+) -> float:
+    """`share_met(preference_checks(...))` without building the checks."""
+    if prefs is None:
+        return 0.0
+    met = total = 0
+    for wanted, offered in (
+        (prefs.cpu, caps.cpu),
+        (prefs.memory_gb, caps.memory_gb),
+        (prefs.disk_gb, caps.disk_gb),
+    ):
+        if wanted is not None:
+            total += 1
+            met += offered is not None and offered >= wanted
+    if prefs.gpu is not None:
+        total += 1
+        met += _gpu_ok(prefs.gpu, caps)
+    for tool in prefs.tools:
+        total += 1
+        met += tool in caps.tools
+    if prefs.os is not None:
+        total += 1
+        met += caps.os is prefs.os
+    if prefs.arch is not None:
+        total += 1
+        met += caps.arch is prefs.arch
+    for key, value in prefs.custom.items():
+        total += 1
+        offered_value = target.labels.get(key, caps.custom.get(key))
+        met += offered_value is not None and _canonical(offered_value) == _canonical(value)
+    if prefs.affinity:
+        total += 1
+        met += selects(prefs.affinity, target)
+    if prefs.anti_affinity:
+        total += 1
+        met += not selects(prefs.anti_affinity, target)
+    return met / total if total else 0.0
 
 
 def quick_eligible(

@@ -267,7 +267,7 @@ class _TargetBase(_Model):
 
     @property
     def kind(self) -> TargetKind:
-        return TargetKind(self.type)
+        return _KINDS[self.type]
 
     @property
     def is_local(self) -> bool:
@@ -276,6 +276,9 @@ class _TargetBase(_Model):
     @property
     def is_cloud(self) -> bool:
         return self.kind is TargetKind.EC2
+
+
+_KINDS = {kind.value: kind for kind in TargetKind}
 
 
 class LocalTarget(_TargetBase):
@@ -586,9 +589,9 @@ def share_met(preferences: tuple[Check, ...]) -> float:
     return sum(c.ok for c in preferences) / len(preferences) if preferences else 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 4x, and one is made per target
 class TargetScore:
-    """One target's verdict. `score` is in (0, 1] when eligible, else 0.
+    """One target's verdict. `score` is in (0, 1] when eligible, else 0. Treat as read-only.
 
     `matches`, `mismatches` and `preferences` come from `checks`, which an ineligible
     target computes only when something reads them (an explanation): a decision
@@ -605,6 +608,7 @@ class TargetScore:
     status: DiscoveryStatus = DiscoveryStatus.DECLARED
     cause: str | None = None
     usage: Usage | None = None  # active reservations, when the decision reserves
+    preference_share: float = 0.0  # share of soft preferences met
 
     @property
     def matches(self) -> tuple[Check, ...]:
@@ -633,7 +637,7 @@ class TargetScore:
 
     @property
     def preference_fraction(self) -> float:
-        return share_met(self.preferences)
+        return self.preference_share
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol, runtime_checkable
 
-from acode_placement.matching import Verdict, evaluate, model_matches
+from acode_placement.matching import Facts, evaluate, model_matches
 from acode_placement.models import (
     AnyTarget,
     Capabilities,
@@ -59,7 +59,7 @@ class BuiltinStrategy(ABC):
         target: AnyTarget,
         requirements: TaskRequirements,
         capabilities: Capabilities,
-        verdict: Verdict,
+        verdict: Facts,
     ) -> float:
         """Score in (0, 1] of an eligible target, preferences included."""
 
@@ -130,7 +130,7 @@ def performance_metric(
     target: AnyTarget,
     requirements: TaskRequirements,
     caps: Capabilities,
-    verdict: Verdict,
+    verdict: Facts,
 ) -> float:
     """Expected share of wall time spent working, in (0, 1): more capable is higher.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from acode_placement.matching import Verdict
+from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, TargetKind, TaskRequirements
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
@@ -20,7 +20,7 @@ class CloudFirst(BuiltinStrategy):
         target: AnyTarget,
         requirements: TaskRequirements,
         capabilities: Capabilities,
-        verdict: Verdict,
+        verdict: Facts,
     ) -> float:
         metric = cost_metric(verdict.estimated_cost)
         return banded(_TIER[target.kind], len(_TIER), metric, verdict.preference_share)

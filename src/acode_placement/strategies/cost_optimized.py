@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from acode_placement.matching import Verdict
+from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
@@ -18,7 +18,7 @@ class CostOptimized(BuiltinStrategy):
         target: AnyTarget,
         requirements: TaskRequirements,
         capabilities: Capabilities,
-        verdict: Verdict,
+        verdict: Facts,
     ) -> float:
         return banded(1, 1, cost_metric(verdict.estimated_cost), verdict.preference_share)
 

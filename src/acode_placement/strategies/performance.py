@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from acode_placement.matching import Verdict
+from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
 from acode_placement.strategies.base import (
     BuiltinStrategy,
@@ -24,7 +24,7 @@ class Performance(BuiltinStrategy):
         target: AnyTarget,
         requirements: TaskRequirements,
         capabilities: Capabilities,
-        verdict: Verdict,
+        verdict: Facts,
     ) -> float:
         metric = performance_metric(target, requirements, capabilities, verdict)
         return banded(1, 1, metric, verdict.preference_share)

@@ -1,0 +1,300 @@
+"""The benchmark: decision latency from 10 to 10,000 targets, beside HTCondor's matchmaking.
+
+    acode-placement bench [--sizes 10,100,1000,10000] [--runs 200] [--json]
+    python -m acode_placement.bench ...
+
+Fleets and tasks come from a fixed seed: about 30% of targets with GPUs (mostly
+NVIDIA), 85% Linux, 80% x64, 10% local, cloud prices that grow with the hardware,
+tool lists; tasks that need a GPU, many CPUs, particular tools, or the impossible.
+Timings are of `PlacementEngine.decide` (capabilities known: what a worker pays
+on every task once discovery is cached). With the `htcondor` package installed
+(the `bench` extra), the same fleet and GPU task are matched as ClassAds
+(`symmetricMatch` against every machine ad, then `Rank`, keep the best) and both
+must pick the same target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from acode_placement import explain
+from acode_placement.discovery.cache import CapabilityCache
+from acode_placement.discovery.parse import ProbeReport
+from acode_placement.discovery.service import Discovery
+from acode_placement.engine import PlacementEngine
+from acode_placement.models import (
+    AnyTarget,
+    Capabilities,
+    Ec2Target,
+    GpuInfo,
+    Known,
+    LocalTarget,
+    PlacementOptions,
+    SshTarget,
+    TargetKind,
+    TaskRequirements,
+)
+
+TOOLS = ["docker", "git", "python3", "make", "gcc", "kubectl", "helm", "nvidia-smi", "node"]
+NVIDIA = [
+    ("T4", 16, 0.35),
+    ("A10G", 24, 0.75),
+    ("L4", 24, 0.6),
+    ("A100", 80, 3.0),
+    ("H100", 80, 6.0),
+]
+AMD = [("MI210", 64, 2.0), ("Radeon Pro V520", 8, 0.3)]
+GPU_TASK = TaskRequirements(
+    cpu=4,
+    memory_gb=16,
+    gpu={"type": "nvidia", "min_vram": 16},
+    tools=["docker"],
+    max_cost=10,
+    max_runtime_minutes=60,
+)
+TASKS = {
+    "gpu": GPU_TASK,
+    "cpu-heavy": TaskRequirements(cpu=32, memory_gb=64, os="linux"),
+    "tool-bound": TaskRequirements(tools=["kubectl", "helm"], network=True),
+    "impossible": TaskRequirements(gpu={"type": "nvidia", "count": 16, "min_vram": 80}),
+}
+OPTIONS = PlacementOptions(strategy="cost-optimized", discovery_enabled=False)
+
+
+def fleet(size: int, seed: int = 2026) -> tuple[list[AnyTarget], list[Known]]:
+    """A reproducible mixed fleet and its capabilities."""
+    rng = random.Random(seed + size)
+    targets: list[AnyTarget] = []
+    for i in range(size):
+        cpu = rng.choice([2, 4, 8, 16, 32, 64, 96])
+        gpu = None
+        gpu_price = 0.0
+        if rng.random() < 0.3:
+            model, vram, price = rng.choice(NVIDIA) if rng.random() < 0.85 else rng.choice(AMD)
+            count = rng.choice([1, 1, 1, 2, 4, 8])
+            vendor = "amd" if (model, vram, price) in AMD else "nvidia"
+            gpu = GpuInfo(type=vendor, model=model, vram_gb=vram, count=count)
+            gpu_price = price * count
+        caps = Capabilities(
+            cpu=cpu,
+            memory_gb=cpu * rng.choice([2, 4, 8]),
+            disk_gb=rng.choice([50, 100, 250, 500, 1000]),
+            gpu=gpu,
+            tools=tuple(sorted(rng.sample(TOOLS, rng.randint(2, 6)))),
+            os="linux" if rng.random() < 0.85 else rng.choice(["macos", "windows"]),
+            arch="x64" if rng.random() < 0.8 else "arm64",
+            network=True,
+        )
+        kind = rng.random()
+        if kind < 0.1:
+            targets.append(LocalTarget(id=f"t{i:05d}", capabilities=caps))
+        elif kind < 0.45:
+            targets.append(SshTarget(id=f"t{i:05d}", host=f"h{i}.lan", capabilities=caps))
+        else:
+            rate = round(0.045 * cpu + gpu_price, 4)
+            targets.append(
+                Ec2Target(
+                    id=f"t{i:05d}", instance_type="m7i.large", hourly_rate=rate, capabilities=caps
+                )
+            )
+    return targets, [Known(t.capabilities or Capabilities()) for t in targets]
+
+
+def _timed(work: Callable[[], object], runs: int) -> list[float]:
+    gc.collect()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+def _us(times: list[float], share: float) -> float:
+    index = min(len(times) - 1, max(0, round(share * len(times)) - 1))
+    return round(times[index] * 1e6, 1)
+
+
+def measure(size: int, runs: int) -> dict[str, Any]:
+    engine = PlacementEngine()
+    tracemalloc.start()
+    targets, known = fleet(size)
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    decide = _timed(lambda: engine.decide(GPU_TASK, targets, known, OPTIONS), runs)
+    mixed = list(TASKS.values())
+    rounds = max(4, runs // 4) * len(mixed)
+    started = time.perf_counter()
+    for n in range(rounds):
+        engine.decide(mixed[n % len(mixed)], targets, known, OPTIONS)
+    per_second = rounds / (time.perf_counter() - started)
+    result = engine.decide(GPU_TASK, targets, known, OPTIONS)
+    few = max(3, runs // 20)
+    explaining = _timed(
+        lambda: explain.result_json(engine.decide(GPU_TASK, targets, known, OPTIONS)), few
+    )
+    evaluating = _timed(lambda: asyncio.run(engine.evaluate_all(GPU_TASK, targets, OPTIONS)), few)
+    row: dict[str, Any] = {
+        "targets": size,
+        "p50Us": _us(decide, 0.5),
+        "p99Us": _us(decide, 0.99),
+        "placementsPerSecond": round(per_second, 1),
+        "bytesPerTarget": round(memory / size),
+        "evaluateAllP50Us": _us(evaluating, 0.5),
+        "explainP50Us": round(_us(explaining, 0.5) - _us(decide, 0.5), 1),
+        "warmDiscoveryP50Us": _warm_discovery(targets, few),
+        "choice": result.selected.id if result.selected else None,
+        "peer": None,
+        "samePick": None,
+    }
+    peer = _htcondor(targets, known, runs)
+    if peer is not None:
+        row["peer"] = {"name": "htcondor", "p50Us": peer[0], "p99Us": peer[1]}
+        row["samePick"] = peer[2] == row["choice"]
+        row["ratio"] = round(peer[0] / row["p50Us"], 1) if row["p50Us"] else None
+    return row
+
+
+def _warm_discovery(targets: list[AnyTarget], runs: int) -> float:
+    class Instant:
+        async def probe(
+            self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
+        ) -> ProbeReport:
+            return ProbeReport(target.capabilities or Capabilities(), tools, not tools_only)
+
+    probers = {kind: Instant() for kind in TargetKind}
+    discovery = Discovery(probers, CapabilityCache(), ttl=timedelta(hours=1))
+    asyncio.run(discovery.lookup(targets))
+
+    async def warm() -> list[float]:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            await discovery.lookup(targets)
+            times.append(time.perf_counter() - started)
+        return sorted(times)
+
+    return _us(asyncio.run(warm()), 0.5)
+
+
+def _htcondor(
+    targets: list[AnyTarget], known: list[Known], runs: int
+) -> tuple[float, float, str | None] | None:
+    """HTCondor's matchmaking on the same fleet and GPU task: (p50 us, p99 us, pick)."""
+    try:
+        # htcondor2 first: without it classad2's string-list functions evaluate to ERROR.
+        importlib.import_module("htcondor2")
+        classad2: Any = importlib.import_module("classad2")
+    except ImportError:
+        return None
+    machines = []
+    for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
+        caps = facts.capabilities
+        gpu = caps.gpu
+        rate = target.hourly_rate if target.hourly_rate is not None else 0.0
+        ad = classad2.ClassAd(
+            {
+                "Name": target.id,
+                "Index": index,
+                "Cpus": caps.cpu or 0,
+                "MemoryGb": caps.memory_gb or 0,
+                "GpuCount": gpu.count if gpu else 0,
+                "GpuType": gpu.type.value if gpu else "none",
+                "GpuVram": (gpu.vram_gb or 0) if gpu else 0,
+                "Tools": ",".join(caps.tools),
+                "HourlyRate": rate,
+            }
+        )
+        ad["Requirements"] = classad2.ExprTree("true")
+        machines.append(ad)
+    job = classad2.ClassAd({"RequestCpus": 4, "RequestMemoryGb": 16, "MaxCost": 10})
+    job["Requirements"] = classad2.ExprTree(
+        "TARGET.Cpus >= MY.RequestCpus && TARGET.MemoryGb >= MY.RequestMemoryGb"
+        ' && TARGET.GpuCount >= 1 && TARGET.GpuType == "nvidia" && TARGET.GpuVram >= 16'
+        ' && stringListMember("docker", TARGET.Tools)'
+        " && TARGET.HourlyRate * 60 / 60 <= MY.MaxCost"
+    )
+    rank = classad2.ExprTree("-TARGET.HourlyRate")
+
+    def matchmake() -> str | None:
+        best, best_rank = None, None
+        for machine in machines:
+            if job.symmetricMatch(machine):
+                value = rank.eval(job, machine)
+                if best_rank is None or value > best_rank:
+                    best, best_rank = machine, value
+        return None if best is None else str(best["Name"])
+
+    pick = matchmake()
+    times = _timed(matchmake, max(5, runs // 4))
+    return _us(times, 0.5), _us(times, 0.99), pick
+
+
+def run(sizes: list[int], runs: int) -> dict[str, Any]:
+    return {
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+        "results": [measure(size, max(20, runs // max(1, size // 100))) for size in sizes],
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        f"machine: {machine['cpus']} CPUs, {machine['processor']}, Python {machine['python']}",
+        "  targets   p50 us    p99 us  decisions/s  B/target  evaluate_all us  explain us"
+        "  warm discovery us  htcondor p50 us  ratio  same pick",
+    ]
+    for r in report["results"]:
+        peer = r["peer"]
+        lines.append(
+            f"  {r['targets']:7d}  {r['p50Us']:7.1f}  {r['p99Us']:8.1f}"
+            f"  {r['placementsPerSecond']:11.1f}"
+            f"  {r['bytesPerTarget']:8d}  {r['evaluateAllP50Us']:15.1f}  {r['explainP50Us']:10.1f}"
+            f"  {r['warmDiscoveryP50Us']:17.1f}  {peer['p50Us'] if peer else '-':>15}"
+            f"  {r.get('ratio') or '-':>5}  {r['samePick'] if peer else '-'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="acode-placement bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--sizes", default="10,100,1000,10000")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    report = run(sizes, args.runs)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    differing = [r["targets"] for r in report["results"] if r["samePick"] is False]
+    if differing:
+        print(
+            f"acode-placement and HTCondor picked differently at {differing} targets",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The benchmark runs, reports every figure, and agrees with HTCondor on the pick.
+
+Wall time is printed, never asserted: the machines are shared and noisy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from acode_placement import bench
+from tests.conftest import Cli
+
+
+def test_the_report_has_every_figure_and_the_same_pick(cli: Cli) -> None:
+    code, out, _ = cli("bench", "--sizes", "10,100", "--runs", "20", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["machine"]["cpus"] >= 1
+    sizes = [row["targets"] for row in report["results"]]
+    assert sizes == [10, 100]
+    for row in report["results"]:
+        for key in (
+            "p50Us",
+            "p99Us",
+            "placementsPerSecond",
+            "bytesPerTarget",
+            "evaluateAllP50Us",
+            "explainP50Us",
+            "warmDiscoveryP50Us",
+        ):
+            assert row[key] > 0, key
+        assert row["p99Us"] >= row["p50Us"]
+        assert row["choice"] is not None
+        if row["peer"] is not None:  # the bench extra (htcondor) is installed
+            assert row["peer"]["name"] == "htcondor" and row["samePick"] is True
+
+
+def test_fleets_are_reproducible_and_mixed() -> None:
+    first, _ = bench.fleet(1000)
+    again, _ = bench.fleet(1000)
+    assert [t.model_dump() for t in first] == [t.model_dump() for t in again]
+    gpus = sum(1 for t in first if t.capabilities and t.capabilities.gpu) / 1000
+    linux = sum(1 for t in first if t.capabilities and t.capabilities.os == "linux") / 1000
+    local = sum(1 for t in first if t.is_local) / 1000
+    assert gpus == pytest.approx(0.3, abs=0.05)
+    assert linux == pytest.approx(0.85, abs=0.05)
+    assert local == pytest.approx(0.1, abs=0.04)
+
+
+def test_the_text_table() -> None:
+    text = bench.render(bench.run([10], 20))
+    assert text.splitlines()[1].split()[:3] == ["targets", "p50", "us"]
