@@ -544,9 +544,12 @@ def serve(
     )
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
 def bench(ctx: typer.Context) -> None:
-    """Time decisions at 10 to 10,000 targets, beside HTCondor (see --help of the module)."""
+    """Time decisions at 10 to 10,000 targets, beside HTCondor ([--sizes] [--runs] [--json])."""
     from acode_placement import bench as benchmark  # noqa: PLC0415  (only this command needs it)
 
     raise typer.Exit(benchmark.main(list(ctx.args)))
