@@ -144,12 +144,23 @@ def _write_metrics() -> None:
         typer.echo(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}", err=True)
 
 
-def _engine(settings: PlacementSettings) -> PlacementEngine:
-    """The default engine for these settings; logging follows them unless a flag said."""
+def _settings(config: Path | None) -> PlacementSettings:
+    """The settings; logging follows them unless a flag said otherwise."""
+    settings, _ = resolve_settings(config)
+    _log_as(settings)
+    return settings
+
+
+def _log_as(settings: PlacementSettings) -> None:
     configure_logging(
         _session.log_level or settings.log_level.value,
         _session.log_format or settings.log_format.value,
     )
+
+
+def _engine(settings: PlacementSettings) -> PlacementEngine:
+    """The default engine for these settings; logging follows them unless a flag said."""
+    _log_as(settings)
     _session.engine = PlacementEngine.default(settings)
     return _session.engine
 
@@ -460,12 +471,7 @@ def discover(
 
 
 def _leases(config: Path | None) -> ReservationStore:
-    settings, _ = resolve_settings(config)
-    configure_logging(
-        _session.log_level or settings.log_level.value,
-        _session.log_format or settings.log_format.value,
-    )
-    return ReservationStore(settings.history)
+    return ReservationStore(_settings(config).history)
 
 
 @app.command()
@@ -782,11 +788,7 @@ app.add_typer(history_app, name="history")
 
 
 def _store(config: Path | None) -> HistoryStore:
-    settings, _ = resolve_settings(config)
-    configure_logging(
-        _session.log_level or settings.log_level.value,
-        _session.log_format or settings.log_format.value,
-    )
+    settings = _settings(config)
     if not settings.history_enabled:
         raise InputError("the history is off (historyEnabled: false)")
     return HistoryStore(settings.history)

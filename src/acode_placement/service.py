@@ -278,31 +278,29 @@ def _options(service: Service, request: PlacementRequest) -> PlacementOptions:
     return options
 
 
-@router.post("/v1/placements", tags=["placements"])
-async def place(body: PlacementRequest, service: Svc) -> dict[str, Any]:
-    """Choose a target (and with `reserve`, lease it); the `place --json` object."""
+async def _decide(service: Service, body: PlacementRequest, *, dry: bool) -> dict[str, Any]:
     result = await service.engine.place(
         body.wanted,
         service.targets,
         _options(service, body),
         task_name=body.task.name if body.task else None,
-        reserve=body.reserve,
+        record=not dry,
+        reserve=body.reserve and not dry,
         owner=body.owner,
     )
     return explain.result_json(result)
 
 
+@router.post("/v1/placements", tags=["placements"])
+async def place(body: PlacementRequest, service: Svc) -> dict[str, Any]:
+    """Choose a target (and with `reserve`, lease it); the `place --json` object."""
+    return await _decide(service, body, dry=False)
+
+
 @router.post("/v1/placements:explain", tags=["placements"])
 async def explain_placement(body: PlacementRequest, service: Svc) -> dict[str, Any]:
     """Every target's score, matches and mismatches; nothing is recorded or reserved."""
-    result = await service.engine.place(
-        body.wanted,
-        service.targets,
-        _options(service, body),
-        task_name=body.task.name if body.task else None,
-        record=False,
-    )
-    return explain.result_json(result)
+    return await _decide(service, body, dry=True)
 
 
 @router.get("/v1/placements", tags=["history"])
