@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from acode_placement.errors import PlacementError
 from acode_placement.history.store import (
@@ -72,6 +73,7 @@ class ReservationStore:
         self.reclaimed = 0  # expired leases this store ended
         self.on_reclaim: Callable[[int], None] | None = None
         self._engine: Engine | None = None
+        self._opening = threading.Lock()
 
     # -------------------------------------------------------------------- leases
 
@@ -212,10 +214,7 @@ class ReservationStore:
             try:
                 with self._opened().begin() as connection:
                     return work(connection)
-            except OperationalError as exc:
-                if attempt == _RETRIES - 1 or not _retryable(exc):
-                    raise ReservationError(f"reservations: {_reason(exc)}") from None
-            except sa.exc.DBAPIError as exc:
+            except sa.exc.DBAPIError as exc:  # locked, deadlock, serialisation: try again
                 if attempt == _RETRIES - 1 or not _retryable(exc):
                     raise ReservationError(f"reservations: {_reason(exc)}") from None
             except SQLAlchemyError as exc:
@@ -224,9 +223,10 @@ class ReservationStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _opened(self) -> Engine:
-        if self._engine is None:
-            self._engine = open_database(self.url, immediate=True)
-        return self._engine
+        with self._opening:
+            if self._engine is None:
+                self._engine = open_database(self.url, immediate=True)
+            return self._engine
 
     def _lock(self, connection: sa.Connection, target_id: str) -> None:
         """Serialise check-and-reserve per target (SQLite: the IMMEDIATE write lock)."""
