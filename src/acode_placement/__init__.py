@@ -9,7 +9,7 @@ result = await engine.place(requirements, targets, PlacementOptions(strategy="co
 from acode_placement.config import load_settings, load_targets, load_task
 from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.parse import ProbeReport, parse_probe
-from acode_placement.discovery.probes import LocalProbe, ProbeError, Prober, SshProbe
+from acode_placement.discovery.probes import LocalProbe, ProbeError, Prober
 from acode_placement.discovery.service import Discovery
 from acode_placement.engine import Acquisition, PlacementEngine
 from acode_placement.errors import (
@@ -110,3 +110,12 @@ __all__ = [
     "load_task",
     "parse_probe",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # asyncssh takes a fifth of a second to import: only SSH users pay for it.
+    if name == "SshProbe":
+        from acode_placement.discovery.ssh import SshProbe  # noqa: PLC0415
+
+        return SshProbe
+    raise AttributeError(f"module 'acode_placement' has no attribute {name!r}")

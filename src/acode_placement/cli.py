@@ -16,18 +16,17 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from acode_placement import explain
-from acode_placement.client import PlacementClient
 from acode_placement.config import (
     SCHEMAS,
     TARGETS_ENV,
+    TOKEN_ENV,
     find_file,
     read_targets,
     read_task,
@@ -36,9 +35,6 @@ from acode_placement.config import (
 from acode_placement.discovery.compare import contradictions, provenance
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError, PlacementError, UnknownNameError
-from acode_placement.history.replay import replay
-from acode_placement.history.reservations import ReservationStore
-from acode_placement.history.store import HistoryStore, Record
 from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,
@@ -58,9 +54,12 @@ from acode_placement.models import (
     Task,
     TaskRequirements,
 )
-from acode_placement.service import TOKEN_ENV, create_app, is_loopback, read_token
 from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from acode_placement.history.reservations import ReservationStore
+    from acode_placement.history.store import HistoryStore, Record
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -214,6 +213,8 @@ def _place_remotely(
     owner: str | None,
     json_out: bool,
 ) -> None:
+    from acode_placement.client import PlacementClient  # noqa: PLC0415  (httpx: --server only)
+
     task = read_task(task_path).value.task
     options = None
     if strategy or mode:
@@ -471,6 +472,8 @@ def discover(
 
 
 def _leases(config: Path | None) -> ReservationStore:
+    from acode_placement.history.reservations import ReservationStore  # noqa: PLC0415
+
     return ReservationStore(_settings(config).history)
 
 
@@ -528,6 +531,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the engine over HTTP (FastAPI under uvicorn); SIGTERM finishes in-flight requests."""
+    import uvicorn  # noqa: PLC0415  (the web stack loads for this command only)
+
+    from acode_placement.service import create_app, is_loopback, read_token  # noqa: PLC0415
+
     settings, _ = resolve_settings(config)
     token = read_token(token_file, dict(os.environ))
     if token is None and not is_loopback(host):
@@ -788,6 +795,8 @@ app.add_typer(history_app, name="history")
 
 
 def _store(config: Path | None) -> HistoryStore:
+    from acode_placement.history.store import HistoryStore  # noqa: PLC0415
+
     settings = _settings(config)
     if not settings.history_enabled:
         raise InputError("the history is off (historyEnabled: false)")
@@ -931,6 +940,8 @@ def history_replay(
     """Run a recorded decision's inputs through today's engine: same choice or not?
 
     Exit status 0 when the decision is the same, 1 when it differs."""
+    from acode_placement.history.replay import replay  # noqa: PLC0415
+
     record = _one(_store(config), request_id)
     engine = PlacementEngine(StrategyRegistry.default())
     again = replay(engine, record)

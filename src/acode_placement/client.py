@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from acode_placement.config import TOKEN_ENV
 from acode_placement.errors import PlacementError
 from acode_placement.models import PlacementOptions, Task, TaskRequirements
-from acode_placement.service import TOKEN_ENV
 
 
 class ServiceError(PlacementError):

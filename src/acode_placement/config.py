@@ -32,6 +32,7 @@ Path_ = tuple[str | int, ...]
 ENV_PREFIX = "ACODE_PLACEMENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 TARGETS_ENV = ENV_PREFIX + "TARGETS"
+TOKEN_ENV = ENV_PREFIX + "TOKEN"  # the HTTP service's bearer token
 _MAX_NODES = 100_000  # aliases can expand a small file into a huge one
 
 

@@ -16,25 +16,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from acode_placement import capacity, explain
 from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.cache import default_path as default_cache_path
-from acode_placement.discovery.probes import LocalProbe, Prober, SshProbe
+from acode_placement.discovery.probes import LocalProbe, Prober
 from acode_placement.discovery.service import Discovery
-from acode_placement.ec2.api import Ec2Api
 from acode_placement.ec2.catalog import Catalog
 from acode_placement.ec2.fleet import Ec2Prober, Ec2Resolver
-from acode_placement.errors import AcquireError, StrategyError
+from acode_placement.errors import AcquireError, ReservationError, StrategyError
 from acode_placement.events import (
     PlacementCompleted,
     PlacementEvent,
     PlacementFailed,
     PlacementStarted,
 )
-from acode_placement.history.reservations import ReservationError, ReservationStore
-from acode_placement.history.store import HistoryStore
 from acode_placement.matching import (
     QuickFacts,
     Verdict,
@@ -68,6 +65,10 @@ from acode_placement.models import (
 )
 from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegistry
 from acode_placement.telemetry import get_logger
+
+if TYPE_CHECKING:
+    from acode_placement.history.reservations import ReservationStore
+    from acode_placement.history.store import HistoryStore
 
 T = TypeVar("T")
 Subscriber = Callable[[PlacementEvent], object]
@@ -131,6 +132,12 @@ class PlacementEngine:
     def default(cls, settings: PlacementSettings | None = None) -> PlacementEngine:
         """Built-in and plug-in strategies; this machine and SSH hosts discovered by
         probing, with the capability cache kept in the user's data directory."""
+        # The heavy libraries (boto3, asyncssh, SQLAlchemy) load here, not on import.
+        from acode_placement.discovery.ssh import SshProbe  # noqa: PLC0415
+        from acode_placement.ec2.api import Ec2Api  # noqa: PLC0415
+        from acode_placement.history.reservations import ReservationStore  # noqa: PLC0415
+        from acode_placement.history.store import HistoryStore  # noqa: PLC0415
+
         settings = settings or PlacementSettings()
         api = Ec2Api(settings.ec2_api, settings.probe_timeout)
         catalog = Catalog.shipped()

@@ -31,6 +31,15 @@ class StrategyError(PlacementError):
     """A strategy broke its contract (raised, or scored outside (0, 1])."""
 
 
+class ReservationError(PlacementError):
+    """A reservation that does not exist or has expired; or the store failed."""
+
+
+class AwsApiError(Exception):
+    """An AWS call failed; the message says why in a person's words. Always caught:
+    ec2 targets then use the shipped catalog."""
+
+
 class AcquireError(PlacementError):
     """Raised by an acquirer when a chosen target cannot be had.
 

@@ -25,10 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acode_placement import explain
-from acode_placement.config import describe_error
+from acode_placement.config import TOKEN_ENV, describe_error
 from acode_placement.engine import PlacementEngine
-from acode_placement.errors import InputError, PlacementError, UnknownNameError
-from acode_placement.history.reservations import ReservationError
+from acode_placement.errors import InputError, PlacementError, ReservationError, UnknownNameError
 from acode_placement.history.store import HistoryError
 from acode_placement.matching import selects
 from acode_placement.models import (
@@ -42,7 +41,6 @@ from acode_placement.telemetry import get_logger
 
 _log = get_logger("acode_placement.service")
 MAX_BODY = 1024 * 1024  # bytes
-TOKEN_ENV = "ACODE_PLACEMENT_TOKEN"
 PROBLEM = "application/problem+json"
 # Errors that mean the body is not a JSON object at all.
 _NOT_JSON = frozenset({"json_invalid", "model_attributes_type", "dict_type", "missing"})

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 )
 
 from acode_placement.ec2.types import InstanceType
+from acode_placement.errors import AwsApiError
 from acode_placement.models import AwsApi
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ _PRICE_FILTERS = {
     "capacitystatus": "Used",
     "licenseModel": "No License required",
 }
-
-
-class AwsApiError(Exception):
-    """An AWS call failed; the message says why in a person's words."""
 
 
 class Ec2Api:

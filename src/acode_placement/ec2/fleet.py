@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from acode_placement.discovery.parse import ProbeReport
 from acode_placement.discovery.probes import ProbeError
-from acode_placement.ec2.api import AwsApiError, Ec2Api
 from acode_placement.ec2.catalog import Catalog
 from acode_placement.ec2.types import InstanceType
+from acode_placement.errors import AwsApiError
 from acode_placement.models import (
     AnyTarget,
     Capabilities,
@@ -20,6 +21,9 @@ from acode_placement.models import (
     PriceQuote,
 )
 from acode_placement.telemetry import get_logger
+
+if TYPE_CHECKING:  # boto3 loads only when an Ec2Api is made (PlacementEngine.default)
+    from acode_placement.ec2.api import Ec2Api
 
 _log = get_logger("acode_placement.ec2")
 PRICE_LIST = "AWS Price List API"

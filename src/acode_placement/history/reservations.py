@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from acode_placement.errors import PlacementError
+from acode_placement.errors import ReservationError
 from acode_placement.history.store import (
     _metadata,
     _reason,
@@ -55,10 +55,6 @@ reservations = sa.Table(
 capacity_locks = sa.Table(
     "capacity_locks", _metadata, sa.Column("target_id", sa.String(256), primary_key=True)
 )
-
-
-class ReservationError(PlacementError):
-    """A reservation that does not exist or has expired; or the store failed."""
 
 
 def default_owner() -> str:

@@ -1,0 +1,157 @@
+"""Running the probe over SSH with asyncssh: one connection per probe, host keys checked.
+
+Kept apart from the local probe so that asyncssh is imported only by a program
+that probes SSH hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+
+import asyncssh
+
+from acode_placement.discovery.parse import ProbeReport
+from acode_placement.discovery.probes import (
+    ProbeError,
+    last_words,
+    powershell_arguments,
+    probe_report,
+    script,
+    sh_arguments,
+)
+from acode_placement.models import OS, AnyTarget, DiscoveryStatus, SshTarget
+from acode_placement.telemetry import get_logger
+
+_log = get_logger("acode_placement.discovery")
+
+
+class SshProbe:
+    """Runs the probe over SSH: one connection per probe, host keys checked.
+
+    `known_hosts` is an OpenSSH known_hosts file (a missing file trusts no one).
+    With `accept_new_host_keys`, a host that has no entry at all is trusted on
+    first sight and its key appended to that file, like OpenSSH's
+    `StrictHostKeyChecking accept-new`; a host whose key changed is always refused.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 3.0,
+        known_hosts: Path | None = None,
+        accept_new_host_keys: bool = False,
+    ) -> None:
+        self.timeout = timeout
+        self.known_hosts = known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.accept_new_host_keys = accept_new_host_keys
+
+    async def probe(
+        self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
+    ) -> ProbeReport:
+        if not isinstance(target, SshTarget):
+            raise TypeError(f"SshProbe cannot probe a {target.type} target")
+        windows = target.capabilities is not None and target.capabilities.os is OS.WINDOWS
+        if windows:
+            command, stdin = shlex.join(powershell_arguments(tools, tools_only)), ""
+        else:
+            command, stdin = shlex.join(sh_arguments(tools, tools_only)), script("probe.sh")
+        where = f"{target.host}:{target.port}"
+        key = target.identity_file
+        if key and not Path(key).expanduser().is_file():
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED, f"{where}: identityFile {key} does not exist"
+            )
+        stage = "connect"
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with asyncssh.connect(**self._options(target)) as connection:
+                    stage = "run"
+                    result = await connection.run(command, input=stdin, check=False)
+        except TimeoutError:
+            if stage == "connect":
+                raise ProbeError(
+                    DiscoveryStatus.UNREACHABLE,
+                    f"{where}: no SSH answer within {self.timeout:g} s",
+                ) from None
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED,
+                f"{where}: the probe did not finish within {self.timeout:g} s",
+            ) from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED,
+                f"{where}: host key not trusted ({exc.reason}); add it to {self.known_hosts}"
+                " or set acceptNewHostKeys: true",
+            ) from None
+        except asyncssh.PermissionDenied:
+            user = f" as {target.user}" if target.user else ""
+            key = f" with {target.identity_file}" if target.identity_file else ""
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED, f"{where}: login{user}{key} refused"
+            ) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise ProbeError(DiscoveryStatus.UNREACHABLE, f"{where}: {_describe(exc)}") from None
+        status = result.exit_status
+        if status != 0:
+            stderr = result.stderr if isinstance(result.stderr, str) else ""
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED,
+                f"{where}: the probe exited with status {status}: {last_words(stderr)}",
+            )
+        stdout = result.stdout if isinstance(result.stdout, str) else ""
+        return probe_report(stdout, where)
+
+    def _options(self, target: SshTarget) -> dict[str, object]:
+        options: dict[str, object] = {
+            "host": target.host,
+            "port": target.port,
+            "known_hosts": self._trusted(),
+            "connect_timeout": self.timeout,
+            "login_timeout": self.timeout,
+        }
+        if target.user:
+            options["username"] = target.user
+        if target.identity_file:
+            options["client_keys"] = [str(Path(target.identity_file).expanduser())]
+        if self.accept_new_host_keys:
+            options["client_factory"] = lambda: _AcceptNewClient(self.known_hosts, self._trusted())
+        return options
+
+    def _trusted(self) -> asyncssh.SSHKnownHosts:
+        try:
+            text = self.known_hosts.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        return asyncssh.import_known_hosts(text)
+
+
+class _AcceptNewClient(asyncssh.SSHClient):
+    """Trusts a host with no known_hosts entry at all and records its key."""
+
+    def __init__(self, path: Path, known: asyncssh.SSHKnownHosts) -> None:
+        self._path = path
+        self._known = known
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        keys, ca_keys, *_ = asyncssh.match_known_hosts(self._known, host, addr, port)
+        if keys or ca_keys:
+            return False  # known with another key: a changed key is never accepted
+        pattern = host if port == 22 else f"[{host}]:{port}"
+        line = f"{pattern} {key.export_public_key().decode().strip()}\n"
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("a", encoding="utf-8") as file:
+            file.write(line)
+        _log.warning("discovery.host_key_added", host=host, port=port, file=str(self._path))
+        return True
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc or type(exc).__name__)
