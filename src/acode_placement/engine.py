@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from acode_placement import capacity, explain
 from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.cache import default_path as default_cache_path
-from acode_placement.discovery.probes import LocalProbe, Prober
+from acode_placement.discovery.probes import DeferredProber, LocalProbe, Prober
 from acode_placement.discovery.service import Discovery
 from acode_placement.ec2.catalog import Catalog
 from acode_placement.ec2.fleet import Ec2Prober, Ec2Resolver
@@ -132,8 +132,7 @@ class PlacementEngine:
     def default(cls, settings: PlacementSettings | None = None) -> PlacementEngine:
         """Built-in and plug-in strategies; this machine and SSH hosts discovered by
         probing, with the capability cache kept in the user's data directory."""
-        # The heavy libraries (boto3, asyncssh, SQLAlchemy) load here, not on import.
-        from acode_placement.discovery.ssh import SshProbe  # noqa: PLC0415
+        # SQLAlchemy loads here, not on import; asyncssh and boto3 on first use.
         from acode_placement.ec2.api import Ec2Api  # noqa: PLC0415
         from acode_placement.history.reservations import ReservationStore  # noqa: PLC0415
         from acode_placement.history.store import HistoryStore  # noqa: PLC0415
@@ -144,11 +143,7 @@ class PlacementEngine:
         probers: dict[TargetKind, Prober] = {
             TargetKind.EC2: Ec2Prober(api, catalog),
             TargetKind.LOCAL: LocalProbe(settings.probe_timeout),
-            TargetKind.SSH: SshProbe(
-                settings.probe_timeout,
-                Path(settings.known_hosts).expanduser(),
-                settings.accept_new_host_keys,
-            ),
+            TargetKind.SSH: DeferredProber(lambda: _ssh_prober(settings)),
         }
         discovery = Discovery(
             probers,
@@ -679,6 +674,16 @@ class _Deferred(LazyChecks):
 
     def _build(self) -> CheckSets:
         return _sets(evaluate(*self._inputs))
+
+
+def _ssh_prober(settings: PlacementSettings) -> Prober:
+    from acode_placement.discovery.ssh import SshProbe  # noqa: PLC0415  (imports asyncssh)
+
+    return SshProbe(
+        settings.probe_timeout,
+        Path(settings.known_hosts).expanduser(),
+        settings.accept_new_host_keys,
+    )
 
 
 def _sets(verdict: Verdict) -> CheckSets:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -140,3 +140,19 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
             os.killpg(process.pid, signal.SIGKILL)
     # Waiting is shielded so that a cancelled caller still leaves no zombie.
     await asyncio.shield(process.wait())
+
+
+class DeferredProber:
+    """A prober built on first use, so that its library (asyncssh, say) loads only
+    when a target of its kind is probed."""
+
+    def __init__(self, build: Callable[[], Prober]) -> None:
+        self._build = build
+        self._prober: Prober | None = None
+
+    async def probe(
+        self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
+    ) -> ProbeReport:
+        if self._prober is None:
+            self._prober = self._build()
+        return await self._prober.probe(target, tools, tools_only=tools_only)

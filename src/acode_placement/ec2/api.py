@@ -17,24 +17,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-import botocore.session
-from botocore.config import Config
-from botocore.credentials import create_credential_resolver
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
-
 from acode_placement.ec2.types import InstanceType
 from acode_placement.errors import AwsApiError
 from acode_placement.models import AwsApi
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # boto3 itself loads on the first call to AWS, not on import
+    import boto3
+    from botocore.config import Config
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_pricing import PricingClient
 
@@ -65,7 +54,7 @@ class Ec2Api:
     def __init__(self, mode: AwsApi = AwsApi.AUTO, timeout: float = 3.0) -> None:
         self.mode = mode
         self.timeout = timeout
-        self._session: boto3.session.Session | None = None
+        self._session: boto3.session.Session | None = None  # made on the first call
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._types: dict[str, dict[str, InstanceType]] = {}
@@ -88,13 +77,16 @@ class Ec2Api:
         return self._unusable
 
     def _credentials_problem(self) -> str | None:
+        import botocore.session  # noqa: PLC0415
+        from botocore.credentials import create_credential_resolver  # noqa: PLC0415
+
         session = botocore.session.get_session()
         resolver = create_credential_resolver(session)
         if self.mode is AwsApi.AUTO:
             resolver.remove("iam-role")  # no silent second-long call to 169.254.169.254
         try:
             found = resolver.load_credentials()
-        except (BotoCoreError, OSError, ValueError) as exc:
+        except (botocore.exceptions.BotoCoreError, OSError, ValueError) as exc:
             return f"AWS credentials could not be read ({type(exc).__name__})"
         if found is None:
             return "no AWS credentials configured"
@@ -153,15 +145,17 @@ class Ec2Api:
         problem = self.unusable()
         if problem is not None:
             raise AwsApiError(problem)
+        from botocore import exceptions as aws  # noqa: PLC0415
+
         try:
             return await asyncio.to_thread(work)
-        except NoCredentialsError:
+        except aws.NoCredentialsError:
             raise AwsApiError("no AWS credentials configured") from None
-        except (ConnectTimeoutError, ReadTimeoutError):
+        except (aws.ConnectTimeoutError, aws.ReadTimeoutError):
             raise AwsApiError(f"no answer from AWS within {self.timeout:g} s") from None
-        except EndpointConnectionError as exc:
+        except aws.EndpointConnectionError as exc:
             raise AwsApiError(f"cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}") from None
-        except ClientError as exc:
+        except aws.ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "error"))
             if code in _THROTTLED:
@@ -170,7 +164,7 @@ class Ec2Api:
                 raise AwsApiError(f"AWS refused the credentials ({code})") from None
             message = str(error.get("Message", "")).strip().rstrip(".")
             raise AwsApiError(f"AWS error {code}" + (f" ({message})" if message else "")) from None
-        except BotoCoreError as exc:
+        except aws.BotoCoreError as exc:
             raise AwsApiError(f"AWS call failed: {type(exc).__name__}") from None
 
     def _ec2(self, region: str) -> EC2Client:
@@ -187,6 +181,9 @@ class Ec2Api:
     def _cached(
         self, key: tuple[str, str], make: Callable[[boto3.session.Session, Config], T]
     ) -> T:
+        import boto3  # noqa: PLC0415
+        from botocore.config import Config  # noqa: PLC0415
+
         with self._lock:  # boto3 sessions are not thread-safe; clients are
             if key not in self._clients:
                 if self._session is None:
