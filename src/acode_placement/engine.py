@@ -593,6 +593,7 @@ def score_all(
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     scores = []
     minutes = runtime_minutes(requirements, options)
+    deferred = _Deferred(requirements, options)
     for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
         caps = facts.capabilities
         held = usage[index] if usage is not None else None
@@ -615,7 +616,7 @@ def score_all(
                     capabilities=caps,
                     eligible=eligible,
                     score=score,
-                    checks=_Deferred(target, caps, requirements, options),
+                    checks=deferred,
                     estimated_cost=cost,
                     index=index,
                     status=facts.status,
@@ -658,22 +659,27 @@ def score_all(
 
 
 class _Deferred(LazyChecks):
-    """The checks of a target the fast path ruled out, built when first read."""
+    """The checks of every target the fast path decided, built when first read.
 
-    __slots__ = ("_inputs",)
+    One per decision, shared by its scores (one object per target would cost as
+    much as ruling the target out)."""
 
-    def __init__(
-        self,
-        target: AnyTarget,
-        caps: Capabilities,
-        requirements: TaskRequirements,
-        options: PlacementOptions,
-    ) -> None:
-        super().__init__(compute=self._build)
-        self._inputs = (target, caps, requirements, options)
+    __slots__ = ("_built", "_options", "_requirements")
 
-    def _build(self) -> CheckSets:
-        return _sets(evaluate(*self._inputs))
+    def __init__(self, requirements: TaskRequirements, options: PlacementOptions) -> None:
+        super().__init__(value=((), (), ()))
+        self._requirements = requirements
+        self._options = options
+        self._built: dict[int, CheckSets] = {}
+
+    def get(self, score: TargetScore | None = None) -> CheckSets:
+        if score is None:
+            raise TypeError("the checks of a decision are read through its TargetScore")
+        built = self._built.get(score.index)
+        if built is None:
+            verdict = evaluate(score.target, score.capabilities, self._requirements, self._options)
+            built = self._built[score.index] = _sets(verdict)
+        return built
 
 
 def _ssh_prober(settings: PlacementSettings) -> Prober:

@@ -576,7 +576,8 @@ class LazyChecks:
         self._value = value
         self._compute = compute
 
-    def get(self) -> CheckSets:
+    def get(self, score: TargetScore | None = None) -> CheckSets:
+        """The checks (`score` is the TargetScore asking; a shared source needs it)."""
         if self._value is None:
             assert self._compute is not None
             self._value = self._compute()
@@ -612,15 +613,15 @@ class TargetScore:
 
     @property
     def matches(self) -> tuple[Check, ...]:
-        return self.checks.get()[0]
+        return self.checks.get(self)[0]
 
     @property
     def mismatches(self) -> tuple[Check, ...]:
-        return self.checks.get()[1]
+        return self.checks.get(self)[1]
 
     @property
     def preferences(self) -> tuple[Check, ...]:
-        return self.checks.get()[2]
+        return self.checks.get(self)[2]
 
     @property
     def id(self) -> str:
