@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -28,6 +27,7 @@ from acode_placement.config import (
     TARGETS_ENV,
     TOKEN_ENV,
     find_file,
+    package_version,
     read_targets,
     read_task,
     resolve_settings,
@@ -276,7 +276,7 @@ def _print_json(value: Any) -> None:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"acode-placement {metadata.version('acode-placement')}")
+        typer.echo(f"acode-placement {package_version()}")
         raise typer.Exit(0)
 
 
@@ -672,12 +672,7 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
         "id",
         "type",
         "where",
-        "cpu",
-        "mem GB",
-        "disk GB",
-        "gpu",
-        "os/arch",
-        "tools",
+        *_CAPABILITY_COLUMNS,
         "$/h",
         "price from",
         "labels",
@@ -700,6 +695,10 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
     return table
 
 
+# The headers of `_capability_cells`, in the same order.
+_CAPABILITY_COLUMNS = ("cpu", "mem GB", "disk GB", "gpu", "os/arch", "tools")
+
+
 def _capability_cells(caps: Capabilities) -> tuple[str, ...]:
     return (
         _num_or_dash(caps.cpu),
@@ -716,12 +715,7 @@ def _discover_table(reports: Sequence[dict[str, Any]]) -> Table:
         "id",
         "status",
         "age",
-        "cpu",
-        "mem GB",
-        "disk GB",
-        "gpu",
-        "os/arch",
-        "tools",
+        *_CAPABILITY_COLUMNS,
         "cause",
         box=None,
     )

@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -350,6 +351,14 @@ def _kind(value: Any) -> str:
 
 
 # ------------------------------------------------------------------- finding files
+
+
+def package_version() -> str:
+    """This package's installed version ("unknown" when run from a bare source tree)."""
+    try:
+        return metadata.version("acode-placement")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def find_file(explicit: str | Path | None, env: str, name: str) -> Path | None:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acode_placement import explain
-from acode_placement.config import TOKEN_ENV, describe_error
+from acode_placement.config import TOKEN_ENV, describe_error, package_version
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError, PlacementError, ReservationError, UnknownNameError
 from acode_placement.history.store import HistoryError
@@ -208,7 +208,7 @@ def create_app(
     app = FastAPI(
         title="acode-placement",
         summary="Decide where a task should run, and say why.",
-        version=_version(),
+        version=package_version(),
     )
     app.state.service = Service(engine, targets, token, defaults or PlacementOptions())
     app.add_middleware(BodyLimit)
@@ -416,15 +416,6 @@ def _leases(engine: PlacementEngine) -> Any:
     if engine.reservations is None:
         raise InputError("this server keeps no reservations")
     return engine.reservations
-
-
-def _version() -> str:
-    from importlib import metadata  # noqa: PLC0415
-
-    try:
-        return metadata.version("acode-placement")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "unknown"
 
 
 def read_token(token_file: FilePath | None, environ: dict[str, str]) -> str | None:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from acode_placement import explain
+from acode_placement.config import package_version
 from acode_placement.errors import PlacementError
 from acode_placement.models import (
     Attempt,
@@ -188,7 +189,7 @@ class HistoryStore:
             "options": result.options.model_dump(mode="json"),
             "candidates": [_candidate(ts) for ts in result.all_scores],
             "result": explain.result_json(result),
-            "engine_version": _version(),
+            "engine_version": package_version(),
         }
         if price is not None and price.note:
             row["result"]["priceNote"] = price.note
@@ -435,10 +436,3 @@ def _reason(exc: SQLAlchemyError) -> str:
     original = getattr(exc, "orig", None)
     text = str(original or exc).strip().splitlines()[0]
     return text[:300]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("acode-placement")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
-        return "unknown"
