@@ -5,10 +5,12 @@ Wall time is printed, never asserted: the machines are shared and noisy."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from acode_placement import bench
+from acode_placement.engine import PlacementEngine
 from tests.conftest import Cli
 
 
@@ -51,3 +53,38 @@ def test_fleets_are_reproducible_and_mixed() -> None:
 def test_the_text_table() -> None:
     text = bench.render(bench.run([10], 20))
     assert text.splitlines()[1].split()[:3] == ["targets", "p50", "us"]
+
+
+# pytest-benchmark's group: timed and printed by every test run, never asserted.
+# `pytest tests/test_bench.py --benchmark-only` runs only these.
+@pytest.fixture(scope="module", params=[100, 10_000], ids=lambda n: f"{n}-targets")
+def bench_fleet(request: pytest.FixtureRequest) -> tuple[Any, Any, PlacementEngine]:
+    targets, known = bench.fleet(request.param)
+    engine = PlacementEngine()
+    engine.decide(bench.GPU_TASK, targets, known, bench.OPTIONS)  # compiles the fleet
+    return targets, known, engine
+
+
+@pytest.mark.benchmark(group="decide")
+def test_decide_gpu_task(benchmark: Any, bench_fleet: tuple[Any, Any, PlacementEngine]) -> None:
+    targets, known, engine = bench_fleet
+    result = benchmark(engine.decide, bench.GPU_TASK, targets, known, bench.OPTIONS)
+    reference = engine.decide(bench.GPU_TASK, targets, known, bench.OPTIONS, reference=True)
+    assert result.selected is not None and reference.selected is not None
+    assert result.selected.id == reference.selected.id
+    assert [ts.id for ts in result.ranked] == [ts.id for ts in reference.ranked]
+
+
+@pytest.mark.benchmark(group="decide-impossible")
+def test_decide_impossible_task(
+    benchmark: Any, bench_fleet: tuple[Any, Any, PlacementEngine]
+) -> None:
+    """Nothing fits: the failure message counts every target's causes."""
+    targets, known, engine = bench_fleet
+    task = bench.TASKS["impossible"]
+    result = benchmark.pedantic(
+        engine.decide, (task, targets, known, bench.OPTIONS), rounds=5, warmup_rounds=1
+    )
+    reference = engine.decide(task, targets, known, bench.OPTIONS, reference=True)
+    assert result.selected is None
+    assert result.failure_message == reference.failure_message

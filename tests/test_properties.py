@@ -109,6 +109,53 @@ options = st.builds(
     tie_breaker=st.sampled_from(["first", "id"]),
     discovery_enabled=st.just(False),
 )
+# Every rule the fast paths restate, for the test that holds them to the reference.
+every_rule = st.builds(
+    TaskRequirements,
+    cpu=st.one_of(st.none(), st.integers(1, 64)),
+    memory_gb=st.one_of(st.none(), st.sampled_from([1, 8, 32])),
+    disk_gb=st.one_of(st.none(), st.sampled_from([50, 500])),
+    gpu=st.one_of(
+        st.none(),
+        st.builds(
+            dict,
+            type=st.sampled_from(["any", "nvidia", "amd"]),
+            count=st.sampled_from([0.125, 1, 2]),
+            model=st.one_of(st.just([]), st.just(["A100"]), st.just(["T4", "H100"])),
+            min_vram=st.one_of(st.none(), st.sampled_from([8, 16, 40])),
+            required=st.booleans(),
+        ),
+    ),
+    tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True).map(tuple),
+    os=st.one_of(st.none(), st.sampled_from(["linux", "macos"])),
+    arch=st.one_of(st.none(), st.sampled_from(["x64", "arm64"])),
+    network=st.one_of(st.none(), st.booleans()),
+    max_runtime_minutes=st.one_of(st.none(), st.sampled_from([20, 60, 240])),
+    max_cost=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 5.0, 50.0])),
+    allow_cloud=st.booleans(),
+    custom=st.one_of(st.just({}), st.just({"pool": "a"})),
+    affinity=st.one_of(st.just([]), st.just(["zone=b"]), st.just(["t1", "t3"])),
+    anti_affinity=st.one_of(st.just([]), st.just(["pool=a"]), st.just(["t0"])),
+    preferences=st.one_of(
+        st.none(),
+        st.builds(
+            dict,
+            cpu=st.one_of(st.none(), st.just(16)),
+            tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True),
+            affinity=st.one_of(st.just([]), st.just(["zone=b"])),
+        ),
+    ),
+)
+every_option = st.builds(
+    PlacementOptions,
+    strategy=st.sampled_from(STRATEGIES),
+    mode=st.sampled_from(MODES),
+    tie_breaker=st.sampled_from(["first", "id"]),
+    include_local=st.booleans(),
+    include_cloud=st.booleans(),
+    default_runtime_minutes=st.sampled_from([1, 30, 90]),
+    discovery_enabled=st.just(False),
+)
 # PROPERTY_EXAMPLES=1500 for a deeper run than CI's.
 SETTINGS = settings(
     max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "150")),
@@ -231,25 +278,91 @@ def test_meeting_a_preference_never_lowers_a_score(
 
 
 @SETTINGS
-@given(fleets(), requirements, options)
+@given(fleets(), every_rule, every_option)
 def test_the_fast_path_decides_exactly_like_the_reference(
     targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
 ) -> None:
+    """Both fast paths (a Python loop for small fleets, compiled columns for large
+    ones) against the reference that builds every check."""
+    from acode_placement.columns import FleetColumns
     from acode_placement.engine import PlacementEngine
     from acode_placement.explain import result_json
     from acode_placement.matching import estimated_cost, evaluate, quick_eligible, runtime_minutes
     from acode_placement.models import Known
 
     known = [Known(t.capabilities or Capabilities()) for t in targets]
-    engine = PlacementEngine()
-    fast = engine.decide(req, targets, known, opts, request_id="r")
-    slow = engine.decide(req, targets, known, opts, request_id="r", reference=True)
+    loop = PlacementEngine(compile_from=10**6).decide(req, targets, known, opts, request_id="r")
+    columns = PlacementEngine(compile_from=0).decide(req, targets, known, opts, request_id="r")
+    slow = ENGINE.decide(req, targets, known, opts, request_id="r", reference=True)
     minutes = runtime_minutes(req, opts)
-    for target, facts in zip(targets, known, strict=True):
+    eligible = set()
+    for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
         caps = facts.capabilities
         expected = evaluate(target, caps, req, opts).eligible
         assert quick_eligible(target, caps, req, opts, estimated_cost(target, minutes)) is expected
-    both = [result_json(r) for r in (fast, slow)]
-    for data in both:
+        if expected:
+            eligible.add(index)
+    fleet = FleetColumns(targets, [facts.capabilities for facts in known])
+    survivors = set(fleet.survivors(req, opts, minutes))
+    assert survivors >= eligible  # never drops an eligible target
+    if FleetColumns.exact(req):
+        assert survivors == eligible  # and alone decides when no rule is left over
+    assert fleet.costs(range(len(targets)), minutes) == [
+        estimated_cost(t, minutes) for t in targets
+    ]
+    every = [result_json(r) for r in (loop, columns, slow)]
+    for data in every:
         data.pop("decisionMs")
-    assert both[0] == both[1]
+    assert every[0] == every[2]
+    assert every[1] == every[2]
+
+
+@st.composite
+def boundary_tasks(draw: Any, targets: list[AnyTarget]) -> TaskRequirements:
+    """A task that asks exactly what one of the targets offers, rule by rule (or not)."""
+    caps = draw(st.sampled_from(targets)).capabilities or Capabilities()
+
+    def maybe(value: Any) -> Any:
+        return value if draw(st.booleans()) else None
+
+    gpu = None
+    if caps.gpu is not None and draw(st.booleans()):
+        gpu = {
+            "type": caps.gpu.type.value,
+            "count": caps.gpu.count or 1,
+            "min_vram": maybe(caps.gpu.vram_gb),
+        }
+    return TaskRequirements(
+        cpu=maybe(caps.cpu),
+        memory_gb=maybe(caps.memory_gb),
+        disk_gb=maybe(caps.disk_gb),
+        gpu=gpu,
+        tools=draw(st.lists(st.sampled_from(caps.tools), unique=True)) if caps.tools else (),
+        os=maybe(caps.os),
+        arch=maybe(caps.arch),
+        network=maybe(caps.network),
+        max_runtime_minutes=maybe(caps.max_runtime_minutes),
+        max_cost=draw(st.sampled_from([None, 0.0, 0.526 * 60 / 60, 21.96])),
+    )
+
+
+@SETTINGS
+@given(st.data(), fleets())
+def test_the_columns_agree_with_the_rules_at_every_boundary(
+    data: st.DataObject, targets: list[AnyTarget]
+) -> None:
+    """Tasks asking exactly what a target has: `>=` against `>` shows up here."""
+    from acode_placement.columns import FleetColumns
+    from acode_placement.matching import estimated_cost, quick_eligible, runtime_minutes
+
+    req = data.draw(boundary_tasks(targets))
+    opts = PlacementOptions(discovery_enabled=False)
+    minutes = runtime_minutes(req, opts)
+    caps = [t.capabilities or Capabilities() for t in targets]
+    eligible = {
+        index
+        for index, (target, offered) in enumerate(zip(targets, caps, strict=True))
+        if quick_eligible(target, offered, req, opts, estimated_cost(target, minutes))
+    }
+    assert FleetColumns.exact(req)
+    assert set(FleetColumns(targets, caps).survivors(req, opts, minutes)) == eligible

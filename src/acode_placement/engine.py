@@ -12,11 +12,11 @@ import inspect
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from acode_placement import capacity, explain
 from acode_placement.discovery.cache import CapabilityCache
@@ -67,6 +67,7 @@ from acode_placement.strategies import BuiltinStrategy, Strategy, StrategyRegist
 from acode_placement.telemetry import get_logger
 
 if TYPE_CHECKING:
+    from acode_placement.columns import ColumnCache, FleetColumns
     from acode_placement.history.reservations import ReservationStore
     from acode_placement.history.store import HistoryStore
 
@@ -75,6 +76,9 @@ Subscriber = Callable[[PlacementEvent], object]
 
 _log = get_logger("acode_placement.engine")
 _PRUNE_EVERY = 1000  # apply the history's retention on the first write, then every N
+# From this many targets a decision filters on compiled columns (see `columns`);
+# below it a Python loop is faster than building them, and numpy is never imported.
+COMPILE_FROM = 48
 # Exclusions that come from where the task may run, not from what it needs.
 _MODE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
 
@@ -104,6 +108,7 @@ class PlacementEngine:
         metrics: Metrics | None = None,
         reservations: ReservationStore | None = None,
         reservation_grace: timedelta = timedelta(minutes=60),
+        compile_from: int = COMPILE_FROM,
     ) -> None:
         self.registry = registry or StrategyRegistry.with_builtins()
         self.discovery = discovery
@@ -114,6 +119,8 @@ class PlacementEngine:
         if reservations is not None:
             reservations.on_reclaim = self.metrics.reservations_reclaimed.inc
         self._ec2 = ec2
+        self.compile_from = compile_from
+        self._columns: ColumnCache | None = None
         self._subscribers: list[Subscriber] = []
         self._pending: set[asyncio.Future[object]] = set()
         self._recorded = 0
@@ -233,7 +240,7 @@ class PlacementEngine:
         strategy, _ = self._strategy(options.strategy, requirements)
         targets = await self.resolve(targets)
         known = await self.capabilities(targets, requirements, options)
-        return score_all(strategy, requirements, targets, known, options)
+        return list(score_all(strategy, requirements, targets, known, options))
 
     async def place(
         self,
@@ -340,10 +347,21 @@ class PlacementEngine:
         `reference` builds every check up front instead of taking the fast path."""
         started = time.perf_counter()
         strategy, handed_over_from = self._strategy(options.strategy, requirements)
+        columns = None
+        if not reference and usage is None and len(targets) >= self.compile_from:
+            columns = self._compiled(targets, known)
         scores = score_all(
-            strategy, requirements, targets, known, options, usage=usage, fast=not reference
+            strategy,
+            requirements,
+            targets,
+            known,
+            options,
+            usage=usage,
+            fast=not reference,
+            columns=columns,
         )
-        ranked = rank(scores, options.tie_breaker)
+        eligible = scores.eligible if isinstance(scores, Scores) else scores
+        ranked = rank(eligible, options.tie_breaker)
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked
         chosen = kept[0] if kept else None
         return PlacementResult(
@@ -352,7 +370,7 @@ class PlacementEngine:
             success=chosen is not None,
             selected=chosen,
             reason=_reason(strategy, ranked, scores),
-            all_scores=tuple(scores),
+            all_scores=scores,
             alternatives=tuple(kept[1:]),
             strategy=strategy.name,
             mode=options.mode,
@@ -480,6 +498,15 @@ class PlacementEngine:
             result, success=False, selected=None, alternatives=(), failure_message=message
         )
 
+    def _compiled(self, targets: Sequence[AnyTarget], known: Sequence[Known]) -> FleetColumns:
+        """The fleet's columns, compiled on first sight and reused while the same
+        target and capability objects come back."""
+        if self._columns is None:
+            from acode_placement.columns import ColumnCache  # noqa: PLC0415  (imports numpy)
+
+            self._columns = ColumnCache()
+        return self._columns.get(targets, known)
+
     def _strategy(self, name: str, requirements: TaskRequirements) -> tuple[Strategy, str | None]:
         strategy = self.registry.get(name)
         if strategy.can_handle(requirements):
@@ -585,77 +612,199 @@ def score_all(
     *,
     usage: Sequence[Usage] | None = None,
     fast: bool = True,
-) -> list[TargetScore]:
+    columns: FleetColumns | None = None,
+) -> Sequence[TargetScore]:
     """Each target's verdict and score (0 when ineligible), in the order given.
-    With `usage`, each target offers its free capacity. `fast` rules targets out
-    with `quick_eligible` and leaves their checks to be computed on demand; without
-    it every check is built (the reference the property tests compare against)."""
+
+    With `usage`, each target offers its free capacity. `fast` decides with
+    `quick_eligible` (after the `columns` prefilter, when given) and returns
+    `Scores`: a ruled-out target's TargetScore, and any target's checks, are made
+    only when read. Without it every check is built up front (the reference the
+    property tests compare against).
+    """
+    if fast and usage is None:
+        return _quick_scores(strategy, requirements, targets, known, options, columns=columns)
+    return [
+        _evaluated(
+            strategy,
+            requirements,
+            options,
+            target,
+            facts,
+            index=index,
+            held=usage[index] if usage is not None else None,
+        )
+        for index, (target, facts) in enumerate(zip(targets, known, strict=True))
+    ]
+
+
+def _quick_scores(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    options: PlacementOptions,
+    *,
+    columns: FleetColumns | None,
+) -> Scores:
+    if len(targets) != len(known):
+        raise ValueError(f"{len(targets)} targets but {len(known)} capabilities")
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
-    scores = []
     minutes = runtime_minutes(requirements, options)
     deferred = _Deferred(requirements, options)
-    for index, (target, facts) in enumerate(zip(targets, known, strict=True)):
-        caps = facts.capabilities
-        held = usage[index] if usage is not None else None
-        cost = estimated_cost(target, minutes)
-        if fast and held is None and facts.known:
-            # Decided without building a check; an explanation builds them if asked.
-            eligible = quick_eligible(target, caps, requirements, options, cost)
-            share = 0.0
-            score = 0.0
-            if eligible:
-                share = quick_preference_share(requirements.preferences, target, caps)
-                if builtin is not None:
-                    facts_only = QuickFacts(cost, minutes, share)
-                    score = builtin.rate(target, requirements, caps, facts_only)
-                else:
-                    score = _plugin_score(strategy, target, requirements, caps)
-            scores.append(
-                TargetScore(
-                    target=target,
-                    capabilities=caps,
-                    eligible=eligible,
-                    score=score,
-                    checks=deferred,
-                    estimated_cost=cost,
-                    index=index,
-                    status=facts.status,
-                    cause=facts.cause,
-                    preference_share=share,
-                )
-            )
+    if columns is None:
+        candidates: Sequence[int] = range(len(targets))
+        costs: Sequence[float | None] | None = None
+        exact = False
+    else:
+        candidates = columns.survivors(requirements, options, minutes)
+        costs = columns.costs(candidates, minutes)
+        exact = columns.exact(requirements)
+    prefs = requirements.preferences
+    eligible: dict[int, TargetScore] = {}
+    for position, index in enumerate(candidates):
+        facts = known[index]
+        if not facts.known:
             continue
-        if held is not None:
-            total = capacity.capacity_of(target, caps)
-            caps = capacity.free(caps, total, held)
-            verdict = capacity.annotate(evaluate(target, caps, requirements, options), total, held)
+        target = targets[index]
+        caps = facts.capabilities
+        cost = estimated_cost(target, minutes) if costs is None else costs[position]
+        if not exact and not quick_eligible(target, caps, requirements, options, cost):
+            continue
+        share = 0.0 if prefs is None else quick_preference_share(prefs, target, caps)
+        if builtin is not None:
+            score = builtin.rate(target, requirements, caps, QuickFacts(cost, minutes, share))
         else:
-            verdict = evaluate(target, caps, requirements, options)
-        if not facts.known:  # discovery failed and nothing is declared: never a guess
-            unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
-            verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
-        score = 0.0
-        if verdict.eligible:
-            if builtin is not None:
-                score = builtin.rate(target, requirements, caps, verdict)
-            else:
-                score = _plugin_score(strategy, target, requirements, caps)
-        scores.append(
-            TargetScore(
-                target=target,
-                capabilities=caps,
-                eligible=verdict.eligible,
-                score=score,
-                checks=LazyChecks(_sets(verdict)),
-                estimated_cost=verdict.estimated_cost,
-                index=index,
-                status=facts.status,
-                cause=facts.cause,
-                usage=held,
-                preference_share=verdict.preference_share,
-            )
+            score = _plugin_score(strategy, target, requirements, caps)
+        eligible[index] = TargetScore(
+            target=target,
+            capabilities=caps,
+            eligible=True,
+            score=score,
+            checks=deferred,
+            estimated_cost=cost,
+            index=index,
+            status=facts.status,
+            cause=facts.cause,
+            preference_share=share,
         )
-    return scores
+
+    def ruled_out(index: int) -> TargetScore:
+        facts = known[index]
+        target = targets[index]
+        if not facts.known:  # its checks carry the discovery failure: build them now
+            return _evaluated(
+                strategy, requirements, options, target, facts, index=index, held=None
+            )
+        return TargetScore(
+            target=target,
+            capabilities=facts.capabilities,
+            eligible=False,
+            score=0.0,
+            checks=deferred,
+            estimated_cost=estimated_cost(target, minutes),
+            index=index,
+            status=facts.status,
+            cause=facts.cause,
+        )
+
+    return Scores(len(targets), eligible, ruled_out)
+
+
+def _evaluated(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    options: PlacementOptions,
+    target: AnyTarget,
+    facts: Known,
+    *,
+    index: int,
+    held: Usage | None,
+) -> TargetScore:
+    """One target's score with every check built (free capacity with `held`)."""
+    caps = facts.capabilities
+    if held is not None:
+        total = capacity.capacity_of(target, caps)
+        caps = capacity.free(caps, total, held)
+        verdict = capacity.annotate(evaluate(target, caps, requirements, options), total, held)
+    else:
+        verdict = evaluate(target, caps, requirements, options)
+    if not facts.known:  # discovery failed and nothing is declared: never a guess
+        unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
+        verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
+    score = 0.0
+    if verdict.eligible:
+        if isinstance(strategy, BuiltinStrategy):
+            score = strategy.rate(target, requirements, caps, verdict)
+        else:
+            score = _plugin_score(strategy, target, requirements, caps)
+    return TargetScore(
+        target=target,
+        capabilities=caps,
+        eligible=verdict.eligible,
+        score=score,
+        checks=LazyChecks(_sets(verdict)),
+        estimated_cost=verdict.estimated_cost,
+        index=index,
+        status=facts.status,
+        cause=facts.cause,
+        usage=held,
+        preference_share=verdict.preference_share,
+    )
+
+
+class Scores(Sequence[TargetScore]):
+    """Every target's TargetScore in the order given, the eligible ones made up front.
+
+    A ruled-out target's TargetScore is made when first read and then kept, so a
+    decision over 10,000 targets pays only for the few that can run the task, and
+    an explanation still finds every target's checks.
+    """
+
+    __slots__ = ("_made", "_make", "_size", "eligible")
+
+    def __init__(
+        self, size: int, eligible: dict[int, TargetScore], make: Callable[[int], TargetScore]
+    ) -> None:
+        self._size = size
+        self._made = dict(eligible)
+        self._make = make
+        self.eligible = list(eligible.values())
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> TargetScore: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TargetScore]: ...
+
+    def __getitem__(self, index: int | slice) -> TargetScore | list[TargetScore]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError("target index out of range")
+        made = self._made.get(index)
+        if made is None:
+            made = self._made[index] = self._make(index)
+        return made
+
+    def __iter__(self) -> Iterator[TargetScore]:
+        for index in range(self._size):
+            yield self[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(other) == self._size and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Scores({self._size} targets, {len(self.eligible)} eligible)"
 
 
 class _Deferred(LazyChecks):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -722,7 +722,7 @@ class PlacementResult:
     success: bool
     selected: TargetScore | None
     reason: Reason
-    all_scores: tuple[TargetScore, ...]
+    all_scores: Sequence[TargetScore]
     alternatives: tuple[TargetScore, ...]
     strategy: str
     mode: Mode

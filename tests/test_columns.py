@@ -1,0 +1,111 @@
+"""Large fleets decide on compiled columns; every target's facts stay available."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from acode_placement import bench
+from acode_placement.engine import PlacementEngine, Scores
+from acode_placement.explain import result_json
+from acode_placement.models import (
+    Capabilities,
+    DiscoveryStatus,
+    Known,
+    PlacementOptions,
+    SshTarget,
+    TaskRequirements,
+)
+
+OPTIONS = PlacementOptions(discovery_enabled=False)
+
+
+def _json(result: object) -> dict[str, object]:
+    data = result_json(result)  # type: ignore[arg-type]
+    data.pop("decisionMs")
+    return data
+
+
+@pytest.mark.parametrize("task", list(bench.TASKS))
+@pytest.mark.parametrize("strategy", ["auto", "cost-optimized", "performance", "local-first"])
+def test_a_large_fleet_decides_like_the_reference(task: str, strategy: str) -> None:
+    targets, known = bench.fleet(600)
+    opts = PlacementOptions(strategy=strategy, discovery_enabled=False)
+    req = bench.TASKS[task]
+    engine = PlacementEngine()
+    fast = engine.decide(req, targets, known, opts, request_id="r")
+    slow = engine.decide(req, targets, known, opts, request_id="r", reference=True)
+    assert engine._columns is not None  # the fast decision went through the columns
+    assert _json(fast) == _json(slow)
+
+
+def test_the_fleet_is_compiled_once_and_again_when_it_changes() -> None:
+    targets, known = bench.fleet(200)
+    engine = PlacementEngine()
+    first = engine._compiled(targets, known)
+    assert engine._compiled(targets, known) is first
+    # New Known objects over the same capabilities (what discovery hands out): reused.
+    again = [Known(k.capabilities, DiscoveryStatus.CACHED) for k in known]
+    assert engine._compiled(targets, again) is first
+
+    # A list changed in place: a target replaced by a bigger one is seen at once.
+    big = Capabilities(cpu=512, memory_gb=4096, tools=("docker",), os="linux", network=True)
+    task = TaskRequirements(cpu=300)
+    assert engine.decide(task, targets, known, OPTIONS).selected is None
+    targets[7] = SshTarget(id="giant", host="giant.lan", capabilities=big)
+    known[7] = Known(big)
+    result = engine.decide(task, targets, known, OPTIONS)
+    assert result.selected is not None and result.selected.id == "giant"
+    assert engine._compiled(targets, known) is not first
+
+    # Same targets, new capabilities for one of them: compiled again.
+    known[7] = Known(Capabilities(cpu=2))
+    assert engine.decide(task, targets, known, OPTIONS).selected is None
+
+
+def test_ruled_out_targets_are_made_on_demand_with_their_checks() -> None:
+    targets, known = bench.fleet(300)
+    engine = PlacementEngine()
+    result = engine.decide(bench.GPU_TASK, targets, known, OPTIONS)
+    reference = engine.decide(bench.GPU_TASK, targets, known, OPTIONS, reference=True)
+    scores = result.all_scores
+    assert isinstance(scores, Scores)
+    assert len(scores) == 300
+    assert len(scores.eligible) == len(result.ranked)
+    out = next(i for i in range(300) if not reference.all_scores[i].eligible)
+    assert scores[out] is scores[out]  # made once, then kept
+    assert scores[out].mismatches == reference.all_scores[out].mismatches
+    assert scores[out - 300].id == targets[out].id
+    assert [ts.id for ts in scores[10:13]] == [t.id for t in targets[10:13]]
+    assert list(scores) == [scores[i] for i in range(300)]
+    with pytest.raises(IndexError):
+        scores[300]
+
+
+def test_an_unknown_target_in_a_large_fleet_says_discovery_failed() -> None:
+    targets, known = bench.fleet(100)
+    known[3] = Known(
+        Capabilities(), DiscoveryStatus.UNREACHABLE, cause="connection refused", known=False
+    )
+    result = PlacementEngine().decide(bench.GPU_TASK, targets, known, OPTIONS)
+    third = result.all_scores[3]
+    assert not third.eligible
+    assert third.mismatches[0].kind.value == "discovery"
+    assert third.mismatches[0].key == "connection refused"
+
+
+def test_small_fleets_never_import_numpy() -> None:
+    code = (
+        "import sys\n"
+        "from acode_placement import bench\n"
+        "from acode_placement.engine import PlacementEngine\n"
+        "targets, known = bench.fleet(20)\n"
+        "PlacementEngine().decide(bench.GPU_TASK, targets, known, bench.OPTIONS)\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
