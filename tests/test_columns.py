@@ -109,3 +109,26 @@ def test_small_fleets_never_import_numpy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+def test_the_nearest_miss_is_the_fewest_misses_then_the_easiest_to_fix() -> None:
+    """Counted on columns: one hard miss (another OS) beats two easier ones (CPU and a
+    runtime limit); among equal counts the easier wins; the first target breaks a tie."""
+    linux = Capabilities(cpu=8, memory_gb=32, os="linux", tools=("git",), network=True)
+    fleet = [
+        SshTarget(
+            id="two-easy",
+            host="a",
+            capabilities=linux.model_copy(update={"cpu": 2, "max_runtime_minutes": 30}),
+        ),
+        SshTarget(id="one-hard", host="b", capabilities=linux.model_copy(update={"os": "macos"})),
+        SshTarget(id="one-easy", host="c", capabilities=linux.model_copy(update={"cpu": 1})),
+        SshTarget(id="one-easy-later", host="d", capabilities=linux.model_copy(update={"cpu": 1})),
+    ]
+    task = TaskRequirements(cpu=4, os="linux", max_runtime_minutes=60)
+    for targets, nearest in ((fleet, "one-easy"), (fleet[:2], "one-hard")):
+        known = [Known(t.capabilities or Capabilities()) for t in targets]
+        fast = PlacementEngine(compile_from=0).decide(task, targets, known, OPTIONS)
+        slow = PlacementEngine().decide(task, targets, known, OPTIONS, reference=True)
+        assert fast.failure_message == slow.failure_message
+        assert f"closest: {nearest}," in (fast.failure_message or "")

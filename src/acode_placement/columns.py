@@ -1,12 +1,15 @@
 """A fleet compiled into columns, so one decision rules out thousands of targets in a
 few vector operations instead of a Python loop over every target.
 
-`FleetColumns.survivors` decides the numeric and categorical requirements (cpu,
-memory, disk, GPU vendor/VRAM/count, tools, os, arch, network, runtime, cost, mode,
-cloud and local options) exactly as `matching.quick_eligible` does. GPU models,
-custom keys and affinity are not in columns: when a task names any of them
-(`exact` is False) the engine runs `quick_eligible` on each survivor. The property
-tests hold the survivors to `quick_eligible` on random fleets.
+`FleetColumns.failing` states, as one mask per check, the checks `matching.evaluate`
+makes of the numeric and categorical requirements (cpu, memory, disk, GPU
+vendor/VRAM/count, tools, os, arch, network, runtime, cost, mode, cloud and local
+options). The survivors are the targets that fail none of them; the same masks
+count the causes of mismatch for an explanation (`misses`) without building a
+single check. GPU models, custom keys and affinity are not in columns: when a
+task names any of them (`exact` is False) the engine runs `quick_eligible` on
+each survivor, and causes are counted from the checks. The property tests hold
+all of it to the reference path on random fleets.
 
 Columns are built once per fleet and reused while the same target and capability
 objects come back (both are immutable).
@@ -16,19 +19,25 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from acode_placement import explain
 from acode_placement.models import (
     OS,
+    WHERE_KINDS,
     Arch,
     Capabilities,
+    Check,
+    CheckKind,
     GpuTypeWanted,
     GpuVendor,
     Known,
+    Misses,
     Mode,
     PlacementOptions,
     TargetKind,
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
     Floats = NDArray[np.float64]
     Codes = NDArray[np.int8]
     Mask = NDArray[np.bool_]
+    Failing = tuple[Check, Mask]
 
 _NAN = float("nan")
 _OS = {member: code for code, member in enumerate(OS)}
@@ -150,55 +160,116 @@ class FleetColumns:
                 self._tools[tool] = column
         return column
 
-    def survivors(
+    def failing(
         self, req: TaskRequirements, options: PlacementOptions, minutes: float
-    ) -> list[int]:
-        """Indices of the targets that pass every requirement decided on columns.
-
-        The same rules as `matching.quick_eligible`, in vector form: a NaN (not
-        known) fails every comparison, as None fails there.
-        """
-        keep: Mask = np.ones(self.size, dtype=np.bool_)
-        self._hardware(req, keep)
+    ) -> list[Failing]:
+        """Each check `matching.evaluate` makes that columns decide, in its order, with
+        the targets that fail it. A NaN (not known) fails every comparison, as None
+        fails there. GPU models, custom keys and affinity are not here (see `exact`)."""
+        out = self._hardware(req)
+        fails = _Collector(out)
         for tool in req.tools:
-            keep &= self.has_tool(tool)
+            fails(CheckKind.TOOL, ~self.has_tool(tool), tool, tool)
         if req.os is not None:
-            keep &= self.os == _OS[req.os]
+            fails(CheckKind.OS, self.os != _OS[req.os], req.os)
         if req.arch is not None:
-            keep &= self.arch == _ARCH[req.arch]
+            fails(CheckKind.ARCH, self.arch != _ARCH[req.arch], req.arch)
         if req.network:
-            keep &= self.network
-        if req.max_runtime_minutes is not None:
-            keep &= ~(self.runtime < req.max_runtime_minutes)
+            fails(CheckKind.NETWORK, ~self.network, True)
+        runtime = req.max_runtime_minutes
+        if runtime is not None:
+            fails(CheckKind.RUNTIME, self.runtime < runtime, runtime)
         if req.max_cost is not None:
-            keep &= self.rate * minutes / 60.0 <= req.max_cost
-        if options.mode is not Mode.BURST:
-            if options.mode is Mode.AIRGAPPED and req.network:
-                return []
-            keep &= self.kind == _LOCAL
-        if not req.allow_cloud or not options.include_cloud:
-            keep &= self.kind != _EC2
+            fails(CheckKind.COST, ~(self.rate * minutes / 60.0 <= req.max_cost), req.max_cost)
+        mode = options.mode
+        if mode is not Mode.BURST:
+            fails(CheckKind.MODE, self.kind != _LOCAL, mode, mode.value)
+            if mode is Mode.AIRGAPPED and req.network:
+                fails(CheckKind.MODE, np.ones(self.size, dtype=np.bool_), mode, "network")
+        if not req.allow_cloud:
+            fails(CheckKind.ALLOW_CLOUD, self.kind == _EC2, False)
         if not options.include_local:
-            keep &= self.kind != _LOCAL
-        result: list[int] = np.flatnonzero(keep).tolist()
-        return result
+            fails(CheckKind.OPTION, self.kind == _LOCAL, False, "includeLocal")
+        if not options.include_cloud:
+            fails(CheckKind.OPTION, self.kind == _EC2, False, "includeCloud")
+        return out
 
-    def _hardware(self, req: TaskRequirements, keep: Mask) -> None:
-        for wanted, column in (
-            (req.cpu, self.cpu),
-            (req.memory_gb, self.memory),
-            (req.disk_gb, self.disk),
+    def _hardware(self, req: TaskRequirements) -> list[Failing]:
+        out: list[Failing] = []
+        fails = _Collector(out)
+        for kind, wanted, column in (
+            (CheckKind.CPU, req.cpu, self.cpu),
+            (CheckKind.MEMORY, req.memory_gb, self.memory),
+            (CheckKind.DISK, req.disk_gb, self.disk),
         ):
             if wanted is not None:
-                keep &= column >= wanted
+                fails(kind, ~(column >= wanted), wanted)
         gpu = req.gpu
         if gpu is not None and req.needs_gpu:
-            keep &= self.gpu_count > 0
-            keep &= self.gpu_count >= gpu.count
+            some = self.gpu_count > 0
+            fails(CheckKind.GPU, ~some, gpu.count)
             if gpu.type is not GpuTypeWanted.ANY:
-                keep &= self.gpu_vendor == _VENDOR[gpu.type.value]
+                other = self.gpu_vendor != _VENDOR[gpu.type.value]
+                fails(CheckKind.GPU_TYPE, some & other, gpu.type)
             if gpu.min_vram is not None:
-                keep &= self.gpu_vram >= gpu.min_vram
+                fails(CheckKind.GPU_VRAM, some & ~(self.gpu_vram >= gpu.min_vram), gpu.min_vram)
+            fails(CheckKind.GPU_COUNT, some & (self.gpu_count < gpu.count), gpu.count)
+        return out
+
+    def survivors(self, failing: Sequence[Failing]) -> list[int]:
+        """Indices of the targets that fail none of these checks."""
+        if not failing:
+            return list(range(self.size))
+        failed = np.logical_or.reduce([mask for _, mask in failing])
+        result: list[int] = np.flatnonzero(~failed).tolist()
+        return result
+
+    def misses(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> Misses:
+        """How many targets show each cause of mismatch, and the nearest miss, as
+        `explain.cause_counts` and `explain.nearest_miss` find them over every
+        target's checks. `unknown` marks targets whose discovery failed."""
+        entries = list(failing)
+        if any(unknown):
+            entries.insert(0, (Check(CheckKind.DISCOVERY, False), np.array(unknown)))
+        count = np.zeros(self.size, dtype=np.int64)
+        severity = np.zeros(self.size, dtype=np.int64)
+        where = np.zeros(self.size, dtype=np.int64)
+        groups: dict[str, list[tuple[int, Mask]]] = {}
+        for order, (check, mask) in enumerate(entries):
+            count += mask
+            severity += explain.severity(check) * mask
+            if check.kind in WHERE_KINDS:
+                where += mask
+            groups.setdefault(explain.cause(check), []).append((order, mask))
+        # A Counter over the targets in order meets each cause first at its first
+        # target, and there at its first check: most_common() keeps that order on ties.
+        met = []
+        for name, members in groups.items():
+            shown = np.logical_or.reduce([mask for _, mask in members])
+            total = int(shown.sum())
+            if total:
+                first = int(shown.argmax())
+                order = min(order for order, mask in members if mask[first])
+                met.append(((first, order), name, total))
+        met.sort()
+        causes = Counter({name: total for _, name, total in met})
+        ranked = np.lexsort((np.arange(self.size), severity, count))
+        only_where = bool(((count > 0) & (count == where)).any())
+        return Misses(causes, int(ranked[0]) if self.size else -1, only_where)
+
+
+class _Collector:
+    """Appends a failing check (what `explain` needs of it) and the targets failing it."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, out: list[Failing]) -> None:
+        self.out = out
+
+    def __call__(
+        self, kind: CheckKind, mask: Mask, wanted: object = None, key: str | None = None
+    ) -> None:
+        self.out.append((Check(kind, False, wanted, None, key), mask))
 
 
 class ColumnCache:

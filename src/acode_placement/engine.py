@@ -12,11 +12,11 @@ import inspect
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from acode_placement import capacity, explain
 from acode_placement.discovery.cache import CapabilityCache
@@ -43,6 +43,7 @@ from acode_placement.matching import (
 )
 from acode_placement.metrics import Metrics
 from acode_placement.models import (
+    WHERE_KINDS,
     AnyTarget,
     Attempt,
     Capabilities,
@@ -52,11 +53,13 @@ from acode_placement.models import (
     Ec2Target,
     Known,
     LazyChecks,
+    Misses,
     PlacementOptions,
     PlacementResult,
     PlacementSettings,
     Reason,
     Reservation,
+    Scores,
     TargetKind,
     TargetScore,
     TaskRequirements,
@@ -79,8 +82,6 @@ _PRUNE_EVERY = 1000  # apply the history's retention on the first write, then ev
 # From this many targets a decision filters on compiled columns (see `columns`);
 # below it a Python loop is faster than building them, and numpy is never imported.
 COMPILE_FROM = 48
-# Exclusions that come from where the task may run, not from what it needs.
-_MODE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -652,14 +653,22 @@ def _quick_scores(
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     minutes = runtime_minutes(requirements, options)
     deferred = _Deferred(requirements, options)
+    misses: Callable[[], Misses] | None = None
     if columns is None:
         candidates: Sequence[int] = range(len(targets))
         costs: Sequence[float | None] | None = None
         exact = False
     else:
-        candidates = columns.survivors(requirements, options, minutes)
+        failing = columns.failing(requirements, options, minutes)
+        candidates = columns.survivors(failing)
         costs = columns.costs(candidates, minutes)
         exact = columns.exact(requirements)
+        if exact:
+            fleet = columns
+
+            def misses() -> Misses:
+                return fleet.misses(failing, [not facts.known for facts in known])
+
     prefs = requirements.preferences
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
@@ -708,7 +717,7 @@ def _quick_scores(
             cause=facts.cause,
         )
 
-    return Scores(len(targets), eligible, ruled_out)
+    return Scores(len(targets), eligible, ruled_out, misses)
 
 
 def _evaluated(
@@ -751,60 +760,6 @@ def _evaluated(
         usage=held,
         preference_share=verdict.preference_share,
     )
-
-
-class Scores(Sequence[TargetScore]):
-    """Every target's TargetScore in the order given, the eligible ones made up front.
-
-    A ruled-out target's TargetScore is made when first read and then kept, so a
-    decision over 10,000 targets pays only for the few that can run the task, and
-    an explanation still finds every target's checks.
-    """
-
-    __slots__ = ("_made", "_make", "_size", "eligible")
-
-    def __init__(
-        self, size: int, eligible: dict[int, TargetScore], make: Callable[[int], TargetScore]
-    ) -> None:
-        self._size = size
-        self._made = dict(eligible)
-        self._make = make
-        self.eligible = list(eligible.values())
-
-    def __len__(self) -> int:
-        return self._size
-
-    @overload
-    def __getitem__(self, index: int) -> TargetScore: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[TargetScore]: ...
-
-    def __getitem__(self, index: int | slice) -> TargetScore | list[TargetScore]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._size))]
-        if index < 0:
-            index += self._size
-        if not 0 <= index < self._size:
-            raise IndexError("target index out of range")
-        made = self._made.get(index)
-        if made is None:
-            made = self._made[index] = self._make(index)
-        return made
-
-    def __iter__(self) -> Iterator[TargetScore]:
-        for index in range(self._size):
-            yield self[index]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence):
-            return NotImplemented
-        return len(other) == self._size and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Scores({self._size} targets, {len(self.eligible)} eligible)"
 
 
 class _Deferred(LazyChecks):
@@ -883,8 +838,11 @@ def _reason(
 
 def failure_reason(scores: Sequence[TargetScore]) -> Reason:
     """ModeRestricted when some target failed only on where the task may run."""
+    counted = scores.misses() if isinstance(scores, Scores) else None
+    if counted is not None:
+        return Reason.MODE_RESTRICTED if counted.only_where else Reason.NO_VALID_TARGET
     for ts in scores:
-        if ts.mismatches and all(c.kind in _MODE_KINDS for c in ts.mismatches):
+        if ts.mismatches and all(c.kind in WHERE_KINDS for c in ts.mismatches):
             return Reason.MODE_RESTRICTED
     return Reason.NO_VALID_TARGET
 

@@ -19,6 +19,7 @@ from acode_placement.models import (
     PlacementResult,
     Reason,
     Reservation,
+    Scores,
     TargetScore,
 )
 
@@ -204,8 +205,16 @@ def gpu_wish(gpu: GpuRequirement) -> str:
     return " ".join(parts)
 
 
+def severity(check: Check) -> int:
+    """How hard a miss is to fix: 2 a different machine, 1 more of something, 0 a setting."""
+    return _SEVERITY.get(check.kind, 0)
+
+
 def cause_counts(scores: Iterable[TargetScore]) -> Counter[str]:
     """How many targets show each cause of mismatch (a target counts once per cause)."""
+    misses = scores.misses() if isinstance(scores, Scores) else None
+    if misses is not None:  # counted on the fleet's columns
+        return Counter(misses.causes)
     return Counter(
         reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
     )
@@ -223,10 +232,11 @@ def failure_message(scores: Sequence[TargetScore]) -> str:
     return f"0/{len(scores)} targets eligible: {causes}; {nearest_miss(scores)}"
 
 
-def nearest_miss(scores: Iterable[TargetScore]) -> str:
+def nearest_miss(scores: Sequence[TargetScore]) -> str:
     """The target that misses least: fewest mismatches, then the easiest to fix
     (a policy before an amount, an amount before a different machine)."""
-    best = min(scores, key=_distance)
+    counted = scores.misses() if isinstance(scores, Scores) else None
+    best = scores[counted.nearest] if counted is not None else min(scores, key=_distance)
     misses = [check_text(c) for c in best.mismatches]
     if len(misses) == 1:
         return f"closest: {best.id}, fails only {misses[0]}"
@@ -234,7 +244,7 @@ def nearest_miss(scores: Iterable[TargetScore]) -> str:
 
 
 def _distance(ts: TargetScore) -> tuple[int, int, int]:
-    return len(ts.mismatches), sum(_SEVERITY.get(c.kind, 0) for c in ts.mismatches), ts.index
+    return len(ts.mismatches), sum(severity(c) for c in ts.mismatches), ts.index
 
 
 def why(result: PlacementResult) -> str:

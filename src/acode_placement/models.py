@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AfterValidator,
@@ -585,6 +586,10 @@ class LazyChecks:
         return self._value
 
 
+# Exclusions that come from where the task may run, not from what it needs.
+WHERE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
+
+
 def share_met(preferences: tuple[Check, ...]) -> float:
     """Share of soft preferences met, in [0, 1]; 0 when none were given."""
     return sum(c.ok for c in preferences) / len(preferences) if preferences else 0.0
@@ -639,6 +644,85 @@ class TargetScore:
     @property
     def preference_fraction(self) -> float:
         return self.preference_share
+
+
+class Scores(Sequence[TargetScore]):
+    """Every target's TargetScore in the order given, the eligible ones made up front.
+
+    A ruled-out target's TargetScore is made when first read and then kept, so a
+    decision over 10,000 targets pays only for the few that can run the task, and
+    an explanation still finds every target's checks.
+    """
+
+    __slots__ = ("_count", "_made", "_make", "_misses", "_size", "eligible")
+
+    def __init__(
+        self,
+        size: int,
+        eligible: dict[int, TargetScore],
+        make: Callable[[int], TargetScore],
+        misses: Callable[[], Misses] | None = None,
+    ) -> None:
+        self._size = size
+        self._made = dict(eligible)
+        self._make = make
+        self._count = misses
+        self._misses: Misses | None = None
+        self.eligible = list(eligible.values())
+
+    def misses(self) -> Misses | None:
+        """The causes of mismatch counted without building every target's checks,
+        when the decision could (None: read them from the scores)."""
+        if self._misses is None and self._count is not None:
+            self._misses = self._count()
+        return self._misses
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> TargetScore: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TargetScore]: ...
+
+    def __getitem__(self, index: int | slice) -> TargetScore | list[TargetScore]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError("target index out of range")
+        made = self._made.get(index)
+        if made is None:
+            made = self._made[index] = self._make(index)
+        return made
+
+    def __iter__(self) -> Iterator[TargetScore]:
+        for index in range(self._size):
+            yield self[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(other) == self._size and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Scores({self._size} targets, {len(self.eligible)} eligible)"
+
+
+@dataclass(frozen=True, slots=True)
+class Misses:
+    """What a decision's ruled-out targets lack: how many targets show each cause of
+    mismatch (in the order `Counter.most_common` gives), the index of the nearest
+    miss (fewest mismatches, then the easiest to fix, then the first), and whether
+    some target failed only on where the task may run (`WHERE_KINDS`)."""
+
+    causes: Counter[str]
+    nearest: int
+    only_where: bool
 
 
 @dataclass(frozen=True, slots=True)
