@@ -52,9 +52,10 @@ if TYPE_CHECKING:
     Floats = NDArray[np.float64]
     Codes = NDArray[np.int8]
     Mask = NDArray[np.bool_]
-    Failing = tuple[Check, Mask]
+    # A check as `explain` needs it (kind, wanted, key), and the targets failing it.
+    Failing = tuple[CheckKind, object, str | None, Mask]
 
-_NAN = float("nan")
+_INF = float("inf")
 _OS = {member: code for code, member in enumerate(OS)}
 _ARCH = {member: code for code, member in enumerate(Arch)}
 _VENDOR = {member.value: code for code, member in enumerate(GpuVendor)}
@@ -63,9 +64,9 @@ _LOCAL, _EC2 = _KIND[TargetKind.LOCAL], _KIND[TargetKind.EC2]
 _CAPABILITIES = attrgetter("capabilities")
 
 
-def _floats(values: Sequence[float | None]) -> Floats:
-    """A float column; None (not known) is NaN, which fails every comparison."""
-    return np.array([_NAN if v is None else v for v in values], dtype=np.float64)
+def _floats(values: Sequence[float | None], unknown: float) -> Floats:
+    """A float column, with `unknown` where the value is None."""
+    return np.array([unknown if v is None else v for v in values], dtype=np.float64)
 
 
 def _codes(values: Sequence[Any], codes: dict[Any, int]) -> Codes:
@@ -101,16 +102,17 @@ class FleetColumns:
         self.caps = tuple(caps)
         self.size = len(self.targets)
         gpus = [c.gpu for c in self.caps]
-        self.cpu = _floats([c.cpu for c in self.caps])
-        self.memory = _floats([c.memory_gb for c in self.caps])
-        self.disk = _floats([c.disk_gb for c in self.caps])
-        self.gpu_count = _floats([0.0 if g is None else g.count for g in gpus])
-        self.gpu_vram = _floats([None if g is None else g.vram_gb for g in gpus])
+        # An amount not known is -inf: below anything asked, as None fails there.
+        self.cpu = _floats([c.cpu for c in self.caps], -_INF)
+        self.memory = _floats([c.memory_gb for c in self.caps], -_INF)
+        self.disk = _floats([c.disk_gb for c in self.caps], -_INF)
+        self.gpu_count = _floats([0.0 if g is None else g.count for g in gpus], -_INF)
+        self.gpu_vram = _floats([None if g is None else g.vram_gb for g in gpus], -_INF)
         self.gpu_vendor = _codes([None if g is None else g.type.value for g in gpus], _VENDOR)
         self.os = _codes([c.os for c in self.caps], _OS)
         self.arch = _codes([c.arch for c in self.caps], _ARCH)
         self.network = np.array([c.network is True for c in self.caps], dtype=np.bool_)
-        self.runtime = _floats([c.max_runtime_minutes for c in self.caps])
+        self.runtime = _floats([c.max_runtime_minutes for c in self.caps], _INF)  # no limit
         self.kind = _codes([t.kind for t in self.targets], _KIND)
         # What one hour costs: unknown is NaN on a cloud target (fails any maxCost) and
         # 0 on an owned machine, as `matching.estimated_cost` has it.
@@ -118,7 +120,8 @@ class FleetColumns:
             [
                 t.hourly_rate if t.hourly_rate is not None else (None if t.is_cloud else 0.0)
                 for t in self.targets
-            ]
+            ],
+            math.nan,
         )
         self._tools: dict[str, Mask] = {}
         self._lock = threading.Lock()
@@ -164,8 +167,8 @@ class FleetColumns:
         self, req: TaskRequirements, options: PlacementOptions, minutes: float
     ) -> list[Failing]:
         """Each check `matching.evaluate` makes that columns decide, in its order, with
-        the targets that fail it. A NaN (not known) fails every comparison, as None
-        fails there. GPU models, custom keys and affinity are not here (see `exact`)."""
+        the targets that fail it; a value not known fails as None fails there. GPU
+        models, custom keys and affinity are not here (see `exact`)."""
         out = self._hardware(req)
         fails = _Collector(out)
         for tool in req.tools:
@@ -203,7 +206,7 @@ class FleetColumns:
             (CheckKind.DISK, req.disk_gb, self.disk),
         ):
             if wanted is not None:
-                fails(kind, ~(column >= wanted), wanted)
+                fails(kind, column < wanted, wanted)
         gpu = req.gpu
         if gpu is not None and req.needs_gpu:
             some = self.gpu_count > 0
@@ -212,7 +215,7 @@ class FleetColumns:
                 other = self.gpu_vendor != _VENDOR[gpu.type.value]
                 fails(CheckKind.GPU_TYPE, some & other, gpu.type)
             if gpu.min_vram is not None:
-                fails(CheckKind.GPU_VRAM, some & ~(self.gpu_vram >= gpu.min_vram), gpu.min_vram)
+                fails(CheckKind.GPU_VRAM, some & (self.gpu_vram < gpu.min_vram), gpu.min_vram)
             fails(CheckKind.GPU_COUNT, some & (self.gpu_count < gpu.count), gpu.count)
         return out
 
@@ -220,7 +223,7 @@ class FleetColumns:
         """Indices of the targets that fail none of these checks."""
         if not failing:
             return list(range(self.size))
-        failed = np.logical_or.reduce([mask for _, mask in failing])
+        failed = np.logical_or.reduce([entry[3] for entry in failing])
         result: list[int] = np.flatnonzero(~failed).tolist()
         return result
 
@@ -230,12 +233,13 @@ class FleetColumns:
         target's checks. `unknown` marks targets whose discovery failed."""
         entries = list(failing)
         if any(unknown):
-            entries.insert(0, (Check(CheckKind.DISCOVERY, False), np.array(unknown)))
+            entries.insert(0, (CheckKind.DISCOVERY, None, None, np.array(unknown)))
         count = np.zeros(self.size, dtype=np.int64)
         severity = np.zeros(self.size, dtype=np.int64)
         where = np.zeros(self.size, dtype=np.int64)
         groups: dict[str, list[tuple[int, Mask]]] = {}
-        for order, (check, mask) in enumerate(entries):
+        for order, (kind, wanted, key, mask) in enumerate(entries):
+            check = Check(kind, False, wanted, None, key)
             count += mask
             severity += explain.severity(check) * mask
             if check.kind in WHERE_KINDS:
@@ -259,7 +263,7 @@ class FleetColumns:
 
 
 class _Collector:
-    """Appends a failing check (what `explain` needs of it) and the targets failing it."""
+    """Appends a check's kind, wanted and key, and the targets failing it."""
 
     __slots__ = ("out",)
 
@@ -269,7 +273,7 @@ class _Collector:
     def __call__(
         self, kind: CheckKind, mask: Mask, wanted: object = None, key: str | None = None
     ) -> None:
-        self.out.append((Check(kind, False, wanted, None, key), mask))
+        self.out.append((kind, wanted, key, mask))
 
 
 class ColumnCache:

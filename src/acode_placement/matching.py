@@ -10,7 +10,7 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from acode_placement.models import (
     AnyTarget,
@@ -101,9 +101,9 @@ class Facts(Protocol):
     def preference_share(self) -> float: ...
 
 
-@dataclass(frozen=True, slots=True)
-class QuickFacts:
-    """A verdict's facts without its checks (the fast path's)."""
+class QuickFacts(NamedTuple):
+    """A verdict's facts without its checks (the fast path's; a tuple is the
+    cheapest object to make once per eligible target)."""
 
     estimated_cost: float | None
     runtime_minutes: float
