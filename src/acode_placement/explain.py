@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -377,8 +377,11 @@ def candidate_json(ts: TargetScore) -> dict[str, Any]:
     }
 
 
-def result_json(result: PlacementResult) -> dict[str, Any]:
-    """The contract's `place --json` object (section 5), plus a few extra keys."""
+def result_json(
+    result: PlacementResult, explained: Mapping[int, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The contract's `place --json` object (section 5), plus a few extra keys.
+    `explained` holds candidates already rendered by `candidate_json`, by index."""
     chosen = result.selected
     ranked_ids = {ts.id for ts in result.ranked}
     others = [ts for ts in result.all_scores if ts.id not in ranked_ids]
@@ -393,7 +396,10 @@ def result_json(result: PlacementResult) -> dict[str, Any]:
         "estimatedCost": result.estimated_cost,
         "decisionMs": round(result.decision_duration * 1000, 3),
         "alternatives": [ts.id for ts in result.alternatives],
-        "candidates": [candidate_json(ts) for ts in (*result.ranked, *others)],
+        "candidates": [
+            explained[ts.index] if explained is not None else candidate_json(ts)
+            for ts in (*result.ranked, *others)
+        ],
         "failureMessage": result.failure_message,
         "taskName": result.task_name,
         "why": why(result),

@@ -382,7 +382,11 @@ class Ec2Target(_TargetBase):
     @property
     def price(self) -> PriceQuote | None:
         """The price the engine resolved for this target (None before resolution)."""
-        return self._price
+        # Read the private store directly: pydantic's attribute fallback costs 2 us,
+        # and explanations and the history read every candidate's price.
+        private = self.__pydantic_private__
+        quote: PriceQuote | None = private.get("_price") if private else None
+        return quote
 
     def priced(self, quote: PriceQuote) -> Ec2Target:
         """A copy with `hourly_rate` from `quote`, and the quote kept for explanations."""

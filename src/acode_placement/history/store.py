@@ -170,6 +170,8 @@ class HistoryStore:
         chosen = result.selected
         target = chosen.target if chosen else None
         price = target.price if isinstance(target, Ec2Target) else None
+        # Each candidate is explained once, for the result and for its own row.
+        explained = {ts.index: explain.candidate_json(ts) for ts in result.all_scores}
         row: dict[str, Any] = {
             "request_id": result.request_id,
             "created_at": datetime.now(UTC),
@@ -187,10 +189,10 @@ class HistoryStore:
             "failure_message": failure or result.failure_message,
             "requirements": requirements.model_dump(mode="json", exclude_none=True),
             "options": result.options.model_dump(mode="json"),
-            "candidates": [_candidate(ts) for ts in result.all_scores],
-            "result": explain.result_json(result),
+            "result": explain.result_json(result, explained),
             "engine_version": package_version(),
         }
+        row["candidates"] = [_candidate(ts, explained[ts.index]) for ts in result.all_scores]
         if price is not None and price.note:
             row["result"]["priceNote"] = price.note
         self._write(lambda connection: connection.execute(placements.insert(), [row]).rowcount)
@@ -394,8 +396,8 @@ def _delete(connection: sa.Connection, request_ids: sa.Select[Any]) -> int:
     return len(ids)
 
 
-def _candidate(ts: Any) -> dict[str, Any]:
-    data = explain.candidate_json(ts)
+def _candidate(ts: Any, explained: dict[str, Any]) -> dict[str, Any]:
+    data = dict(explained)
     target = ts.target.model_dump(mode="json", exclude_none=True)
     target.pop("identityFile", None)  # a key path stays in the targets file
     data["target"] = target
