@@ -105,8 +105,11 @@ class Metrics:
         self.duration.labels(strategy).observe(seconds)
         self.in_flight.dec()
 
-    def cache_lookup(self, hit: bool) -> None:
-        self.cache.labels("hit" if hit else "miss").inc()
+    def cache_lookups(self, hits: int, misses: int) -> None:
+        if hits:
+            self.cache.labels("hit").inc(hits)
+        if misses:
+            self.cache.labels("miss").inc(misses)
 
     def probed(self, target_type: str, seconds: float) -> None:
         self.discovery.labels(target_type).observe(seconds)

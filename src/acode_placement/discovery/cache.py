@@ -9,6 +9,7 @@ leaves half a file. A file that cannot be read is set aside, never trusted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +58,11 @@ def fingerprint(target: AnyTarget) -> str:
         where = f"ec2:{target.region}:{target.instance_type}"
     else:
         where = f"local:{socket.gethostname()}"
+    return _digest(where)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every target on every lookup
+def _digest(where: str) -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 

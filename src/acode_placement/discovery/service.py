@@ -61,7 +61,7 @@ Listener = Callable[[CapabilitiesChanged], None]
 class Observer(Protocol):
     """Told of every lookup and probe (the engine's metrics implement it)."""
 
-    def cache_lookup(self, hit: bool) -> None: ...
+    def cache_lookups(self, hits: int, misses: int) -> None: ...
 
     def probed(self, target_type: str, seconds: float) -> None: ...
 
@@ -143,6 +143,7 @@ class Discovery:
         now = self._clock()
         known: list[Known | None] = [None] * len(targets)
         waiting: dict[int, asyncio.Task[ProbeReport]] = {}
+        hits = 0
         for i, target in enumerate(targets):
             if not self.handles(target):
                 known[i] = Known(target.capabilities or Capabilities())
@@ -150,21 +151,21 @@ class Discovery:
             entry = self._entry(target)
             fresh = entry is not None and not refresh and entry.age(now) < self.ttl.total_seconds()
             if fresh and entry is not None and entry.knows(tools):
-                self._counted(hit=True)
+                hits += 1
                 known[i] = self._known(target, entry, DiscoveryStatus.CACHED)
                 continue
             failed = None if refresh or fresh else self._recent_failure(target, now)
             if failed is not None:  # known to fail: no new probe on every decision
-                self._counted(hit=True)
+                hits += 1
                 known[i] = self._degraded(target, failed.status, failed.cause)
                 continue
-            self._counted(hit=False)
             if fresh and entry is not None:
                 job = self._job(target, tools - entry.tools_checked, tools_only=True)
             else:
                 previously = entry.tools_checked if entry else frozenset()
                 job = self._job(target, tools | previously | COMMON_TOOLS, tools_only=False)
             waiting[i] = self._start(job)
+        self._counted(hits, len(waiting))
         if waiting:
             await asyncio.wait(set(waiting.values()), timeout=timeout)
             for i, task in waiting.items():
@@ -172,13 +173,11 @@ class Discovery:
             self.cache.flush()
         return [k for k in known if k is not None]
 
-    def _counted(self, *, hit: bool) -> None:
-        if hit:
-            self.stats.hits += 1
-        else:
-            self.stats.misses += 1
-        for observer in self.observers:
-            observer.cache_lookup(hit)
+    def _counted(self, hits: int, misses: int) -> None:
+        self.stats.hits += hits
+        self.stats.misses += misses
+        for observer in self.observers:  # once per lookup: a counter costs microseconds
+            observer.cache_lookups(hits, misses)
 
     def _recent_failure(self, target: AnyTarget, now: datetime) -> ProbeError | None:
         failed = self._failures.get(target.id)
