@@ -132,3 +132,18 @@ def test_the_nearest_miss_is_the_fewest_misses_then_the_easiest_to_fix() -> None
         slow = PlacementEngine().decide(task, targets, known, OPTIONS, reference=True)
         assert fast.failure_message == slow.failure_message
         assert f"closest: {nearest}," in (fast.failure_message or "")
+
+
+@pytest.mark.parametrize("compile_from", [0, 10**6])
+def test_capabilities_must_match_the_targets_one_for_one(compile_from: int) -> None:
+    targets, known = bench.fleet(60)
+    engine = PlacementEngine(compile_from=compile_from)
+    engine.decide(bench.GPU_TASK, targets, known, OPTIONS)
+    with pytest.raises(ValueError, match="60 targets but 59 capabilities"):
+        engine.decide(bench.GPU_TASK, targets, known[:-1], OPTIONS)
+
+
+def test_an_empty_fleet_on_columns_says_there_is_nothing_to_consider() -> None:
+    result = PlacementEngine(compile_from=0).decide(bench.GPU_TASK, [], [], OPTIONS)
+    assert not result.success and result.failure_message == "no targets to consider"
+    assert len(result.all_scores) == 0

@@ -347,6 +347,8 @@ class PlacementEngine:
         With `usage` (active reservations per target), free capacity decides.
         `reference` builds every check up front instead of taking the fast path."""
         started = time.perf_counter()
+        if len(known) != len(targets):
+            raise ValueError(f"{len(targets)} targets but {len(known)} capabilities")
         strategy, handed_over_from = self._strategy(options.strategy, requirements)
         columns = None
         if not reference and usage is None and len(targets) >= self.compile_from:
