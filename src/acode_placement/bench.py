@@ -249,13 +249,25 @@ def _htcondor(
     return _us(times, 0.5), _us(times, 0.99), pick
 
 
+def _cpu_model() -> str | None:
+    """The CPU's name as Linux reports it (None elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return None
+
+
 def run(sizes: list[int], runs: int) -> dict[str, Any]:
     return {
         "machine": {
             "cpus": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": _cpu_model() or platform.processor() or platform.machine(),
             "python": platform.python_version(),
         },
         "results": [measure(size, runs) for size in sizes],
