@@ -162,6 +162,10 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# The speed-ups are held to the reference on thousands of fleets, in CI too.
+FAST_PATH_SETTINGS = settings(
+    SETTINGS, max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "150")) * 10
+)
 
 
 def place(req: TaskRequirements, targets: list[AnyTarget], opts: PlacementOptions) -> Any:
@@ -277,7 +281,7 @@ def test_meeting_a_preference_never_lowers_a_score(
             assert old.score == new.score
 
 
-@SETTINGS
+@FAST_PATH_SETTINGS
 @given(fleets(), every_rule, every_option, st.data())
 def test_the_fast_path_decides_exactly_like_the_reference(
     targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, data: st.DataObject
@@ -356,7 +360,7 @@ def boundary_tasks(draw: Any, targets: list[AnyTarget]) -> TaskRequirements:
     )
 
 
-@SETTINGS
+@FAST_PATH_SETTINGS
 @given(st.data(), fleets())
 def test_the_columns_agree_with_the_rules_at_every_boundary(
     data: st.DataObject, targets: list[AnyTarget]
