@@ -147,3 +147,14 @@ def test_an_empty_fleet_on_columns_says_there_is_nothing_to_consider() -> None:
     result = PlacementEngine(compile_from=0).decide(bench.GPU_TASK, [], [], OPTIONS)
     assert not result.success and result.failure_message == "no targets to consider"
     assert len(result.all_scores) == 0
+
+
+def test_a_result_keeps_explaining_the_fleet_it_decided_on() -> None:
+    """Ruled-out targets are made when read: from the lists as they were."""
+    targets, known = bench.fleet(100)
+    result = PlacementEngine().decide(bench.GPU_TASK, targets, known, OPTIONS)
+    out = next(i for i in range(100) if i not in {ts.index for ts in result.ranked})
+    before = targets[out]
+    targets[out] = SshTarget(id="replaced", host="elsewhere")
+    known[out] = Known(Capabilities())
+    assert result.all_scores[out].target is before

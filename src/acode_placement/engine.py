@@ -652,6 +652,9 @@ def _quick_scores(
 ) -> Scores:
     if len(targets) != len(known):
         raise ValueError(f"{len(targets)} targets but {len(known)} capabilities")
+    # What the scores made later read: the lists as they are now, whatever the caller
+    # does with them afterwards.
+    targets, known = tuple(targets), tuple(known)
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     minutes = runtime_minutes(requirements, options)
     deferred = _Deferred(requirements, options)
