@@ -25,6 +25,9 @@ STRATEGIES = ["auto", "local-first", "cloud-first", "cost-optimized", "performan
 MODES = ["burst", "local-only", "airgapped"]
 TOOLS = ["git", "docker", "python3", "make"]
 ENGINE = PlacementEngine()
+# The core properties hold on both fast paths: a Python loop (small fleets) and
+# compiled columns (from 48 targets; here from the first).
+ENGINES = st.sampled_from([ENGINE, PlacementEngine(compile_from=0)])
 
 gpus = st.one_of(
     st.none(),
@@ -168,8 +171,13 @@ FAST_PATH_SETTINGS = settings(
 )
 
 
-def place(req: TaskRequirements, targets: list[AnyTarget], opts: PlacementOptions) -> Any:
-    return asyncio.run(ENGINE.place(req, targets, opts))
+def place(
+    req: TaskRequirements,
+    targets: list[AnyTarget],
+    opts: PlacementOptions,
+    engine: PlacementEngine = ENGINE,
+) -> Any:
+    return asyncio.run(engine.place(req, targets, opts))
 
 
 def violations(req: TaskRequirements, target: AnyTarget, opts: PlacementOptions) -> list[str]:
@@ -216,11 +224,11 @@ def violations(req: TaskRequirements, target: AnyTarget, opts: PlacementOptions)
 
 
 @SETTINGS
-@given(fleets(), requirements, options)
+@given(fleets(), requirements, options, ENGINES)
 def test_chosen_target_never_violates_a_hard_requirement(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, engine: Any
 ) -> None:
-    result = place(req, targets, opts)
+    result = place(req, targets, opts, engine)
     eligible = {t.id for t in targets if not violations(req, t, opts)}
     assert {s.id for s in result.all_scores if s.eligible} == eligible
     if result.success:
@@ -232,33 +240,41 @@ def test_chosen_target_never_violates_a_hard_requirement(
 
 
 @SETTINGS
-@given(fleets(), requirements, options)
+@given(fleets(), requirements, options, ENGINES)
 def test_same_input_same_choice(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, engine: Any
 ) -> None:
-    first, second = place(req, targets, opts), place(req, targets, opts)
+    first, second = place(req, targets, opts, engine), place(req, targets, opts, engine)
     assert [t.id for t in first.ranked] == [t.id for t in second.ranked]
     assert [s.score for s in first.all_scores] == [s.score for s in second.all_scores]
     assert first.reason == second.reason
 
 
 @SETTINGS
-@given(fleets(), requirements, options, st.randoms(use_true_random=False))
+@given(fleets(), requirements, options, st.randoms(use_true_random=False), ENGINES)
 def test_tie_breaker_id_makes_file_order_irrelevant(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, rng: random.Random
+    targets: list[AnyTarget],
+    req: TaskRequirements,
+    opts: PlacementOptions,
+    rng: random.Random,
+    engine: Any,
 ) -> None:
     opts = opts.model_copy(update={"tie_breaker": TieBreaker.ID})
     shuffled = targets[:]
     rng.shuffle(shuffled)
-    assert [t.id for t in place(req, targets, opts).ranked] == [
-        t.id for t in place(req, shuffled, opts).ranked
+    assert [t.id for t in place(req, targets, opts, engine).ranked] == [
+        t.id for t in place(req, shuffled, opts, engine).ranked
     ]
 
 
 @SETTINGS
-@given(fleets(), requirements, options, st.data())
+@given(fleets(), requirements, options, st.data(), ENGINES)
 def test_meeting_a_preference_never_lowers_a_score(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, data: st.DataObject
+    targets: list[AnyTarget],
+    req: TaskRequirements,
+    opts: PlacementOptions,
+    data: st.DataObject,
+    engine: Any,
 ) -> None:
     """Give one target a label the task prefers: its score never drops, others' never move."""
     index = data.draw(st.integers(0, len(targets) - 1))
@@ -267,12 +283,12 @@ def test_meeting_a_preference_never_lowers_a_score(
     req = req.model_copy(
         update={"preferences": type(req).model_validate({"preferences": wish}).preferences}
     )
-    before = place(req, targets, opts).all_scores
+    before = place(req, targets, opts, engine).all_scores
     changed = targets[:]
     changed[index] = targets[index].model_copy(
         update={"labels": {**targets[index].labels, "favourite": "yes"}}
     )
-    after = place(req, changed, opts).all_scores
+    after = place(req, changed, opts, engine).all_scores
     assert after[index].score >= before[index].score
     if before[index].eligible:
         assert after[index].score > before[index].score
