@@ -8,6 +8,7 @@ line; pydantic validates; the first error becomes one line such as
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import types
@@ -353,6 +354,7 @@ def _kind(value: Any) -> str:
 # ------------------------------------------------------------------- finding files
 
 
+@functools.cache  # reading the installed metadata takes milliseconds; it is asked per record
 def package_version() -> str:
     """This package's installed version ("unknown" when run from a bare source tree)."""
     try:
