@@ -228,9 +228,9 @@ class FleetColumns:
         return result
 
     def misses(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> Misses:
-        """How many targets show each cause of mismatch, and the nearest miss, as
-        `explain.cause_counts` and `explain.nearest_miss` find them over every
-        target's checks. `unknown` marks targets whose discovery failed."""
+        """What `explain.misses` finds from every target's checks (the causes of
+        mismatch, the nearest miss, whether a target failed only on where the task
+        may run), from the masks. `unknown` marks targets whose discovery failed."""
         entries = list(failing)
         if any(unknown):
             entries.insert(0, (CheckKind.DISCOVERY, None, None, np.array(unknown)))

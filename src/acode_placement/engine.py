@@ -43,7 +43,6 @@ from acode_placement.matching import (
 )
 from acode_placement.metrics import Metrics
 from acode_placement.models import (
-    WHERE_KINDS,
     AnyTarget,
     Attempt,
     Capabilities,
@@ -650,8 +649,6 @@ def _quick_scores(
     *,
     columns: FleetColumns | None,
 ) -> Scores:
-    if len(targets) != len(known):
-        raise ValueError(f"{len(targets)} targets but {len(known)} capabilities")
     # What the scores made later read: the lists as they are now, whatever the caller
     # does with them afterwards.
     targets, known = tuple(targets), tuple(known)
@@ -843,12 +840,8 @@ def _reason(
 
 def failure_reason(scores: Sequence[TargetScore]) -> Reason:
     """ModeRestricted when some target failed only on where the task may run."""
-    counted = scores.misses() if isinstance(scores, Scores) else None
-    if counted is not None:
-        return Reason.MODE_RESTRICTED if counted.only_where else Reason.NO_VALID_TARGET
-    for ts in scores:
-        if ts.mismatches and all(c.kind in WHERE_KINDS for c in ts.mismatches):
-            return Reason.MODE_RESTRICTED
+    if explain.misses(scores).only_where:
+        return Reason.MODE_RESTRICTED
     return Reason.NO_VALID_TARGET
 
 

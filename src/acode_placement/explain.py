@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from acode_placement.models import (
+    WHERE_KINDS,
     AnyTarget,
     Check,
     CheckKind,
@@ -16,6 +17,7 @@ from acode_placement.models import (
     GpuInfo,
     GpuRequirement,
     Known,
+    Misses,
     PlacementResult,
     Reason,
     Reservation,
@@ -210,14 +212,30 @@ def severity(check: Check) -> int:
     return _SEVERITY.get(check.kind, 0)
 
 
-def cause_counts(scores: Iterable[TargetScore]) -> Counter[str]:
-    """How many targets show each cause of mismatch (a target counts once per cause)."""
-    misses = scores.misses() if isinstance(scores, Scores) else None
-    if misses is not None:  # counted on the fleet's columns
-        return Counter(misses.causes)
-    return Counter(
+def misses(scores: Sequence[TargetScore]) -> Misses:
+    """What the targets lack: the causes of mismatch, the nearest miss, and whether
+    some target failed only on where the task may run. A decision's `Scores` counts
+    them on the fleet's columns when it could, and keeps them (the metrics, the log
+    and a failure message all ask); otherwise they come from every target's checks."""
+    if isinstance(scores, Scores):
+        return scores.misses(lambda: _from_checks(scores))
+    return _from_checks(scores)
+
+
+def _from_checks(scores: Sequence[TargetScore]) -> Misses:
+    causes = Counter(
         reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
     )
+    nearest = min(range(len(scores)), key=lambda i: _distance(scores[i]), default=-1)
+    only_where = any(
+        ts.mismatches and all(c.kind in WHERE_KINDS for c in ts.mismatches) for ts in scores
+    )
+    return Misses(causes, nearest, only_where)
+
+
+def cause_counts(scores: Sequence[TargetScore]) -> Counter[str]:
+    """How many targets show each cause of mismatch (a target counts once per cause)."""
+    return Counter(misses(scores).causes)
 
 
 def failure_message(scores: Sequence[TargetScore]) -> str:
@@ -235,12 +253,11 @@ def failure_message(scores: Sequence[TargetScore]) -> str:
 def nearest_miss(scores: Sequence[TargetScore]) -> str:
     """The target that misses least: fewest mismatches, then the easiest to fix
     (a policy before an amount, an amount before a different machine)."""
-    counted = scores.misses() if isinstance(scores, Scores) else None
-    best = scores[counted.nearest] if counted is not None else min(scores, key=_distance)
-    misses = [check_text(c) for c in best.mismatches]
-    if len(misses) == 1:
-        return f"closest: {best.id}, fails only {misses[0]}"
-    return f"closest: {best.id}, fails {len(misses)}: {'; '.join(misses)}"
+    best = scores[misses(scores).nearest]
+    texts = [check_text(c) for c in best.mismatches]
+    if len(texts) == 1:
+        return f"closest: {best.id}, fails only {texts[0]}"
+    return f"closest: {best.id}, fails {len(texts)}: {'; '.join(texts)}"
 
 
 def _distance(ts: TargetScore) -> tuple[int, int, int]:

@@ -670,15 +670,15 @@ class Scores(Sequence[TargetScore]):
         self._size = size
         self._made = dict(eligible)
         self._make = make
-        self._count = misses
+        self._count = misses  # counts them without building checks, when it can
         self._misses: Misses | None = None
         self.eligible = list(eligible.values())
 
-    def misses(self) -> Misses | None:
-        """The causes of mismatch counted without building every target's checks,
-        when the decision could (None: read them from the scores)."""
-        if self._misses is None and self._count is not None:
-            self._misses = self._count()
+    def misses(self, from_checks: Callable[[], Misses]) -> Misses:
+        """What the targets lack (see `explain.misses`), counted once: on the
+        fleet's columns when the decision could, else by `from_checks`."""
+        if self._misses is None:
+            self._misses = (self._count or from_checks)()
         return self._misses
 
     def __len__(self) -> int:
