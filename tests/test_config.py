@@ -92,7 +92,7 @@ TASK_ERRORS = [
     (
         "unsafe-yaml-tag",
         "task:\n  name: !!python/object/apply:os.system ['echo hi']\n",
-        "task.yaml:2: YAML error",
+        "task.yaml:2: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
     ),
 ]
 

@@ -9,6 +9,7 @@ import asyncio
 import enum
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from acode_placement import explain
 from acode_placement.config import (
@@ -54,6 +58,7 @@ from acode_placement.models import (
     Task,
     TaskRequirements,
 )
+from acode_placement.safe import printable
 from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
 
@@ -64,8 +69,75 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
+class _Group(TyperGroup):
+    """The command group, with every usage error on one line (`acode-placement: error:
+    ...`, exit 2) instead of click's boxed block, and no traceback on any path."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # the help text, as `--help` prints it
+            code = exc.exit_code
+        except click.ClickException as exc:
+            _fail(f"{exc.format_message()}{_usage_hint(exc)}")
+            code = 2
+        except click.Abort:
+            _fail("aborted")
+            code = 2
+        except Exception as exc:  # the last net: one line, never a traceback
+            _fail(f"unexpected {type(exc).__name__}: {exc}")
+            code = 2
+        if not standalone_mode:
+            return code
+        sys.exit(code or 0)
+
+
+def _usage_hint(exc: click.ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        return f" (see: {ctx.command_path} --help)"
+    return ""
+
+
+def _fail(message: str) -> None:
+    """One line on stderr: controls escaped, so the line stays one line."""
+    typer.echo(f"acode-placement: error: {printable(message)}", err=True)
+
+
+def _echo(text: str) -> None:
+    typer.echo(printable(text))
+
+
+class _Table(Table):
+    """A table whose text cells are shown literally (no markup, controls escaped)."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        super().add_row(
+            *(Text(printable(c)) if isinstance(c, str) else c for c in cells), **options
+        )
+
+
+class _Console(Console):
+    """Prints text literally: markup, emoji codes and controls are never interpreted."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        options["markup"] = False
+        options["emoji"] = False
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **options)
+
+
 app = typer.Typer(
     name="acode-placement",
+    cls=_Group,
     help="Decide where a task should run: this machine, an SSH host or an EC2 instance type.",
     add_completion=False,
     no_args_is_help=True,
@@ -100,7 +172,7 @@ TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=F
 def _console() -> Console:
     # Piped output keeps long rows on one line instead of wrapping at 80 columns.
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
-    return Console(width=width, highlight=False, soft_wrap=True)
+    return _Console(width=width, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -125,7 +197,7 @@ def _errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except PlacementError as exc:
-            typer.echo(f"acode-placement: error: {exc}", err=True)
+            _fail(str(exc))
             raise typer.Exit(2) from None
         finally:
             _write_metrics()
@@ -140,7 +212,10 @@ def _write_metrics() -> None:
     try:
         engine.metrics.write(path)
     except OSError as exc:
-        typer.echo(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}", err=True)
+        typer.echo(
+            printable(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}"),
+            err=True,
+        )
 
 
 def _settings(config: Path | None) -> PlacementSettings:
@@ -228,15 +303,15 @@ def _place_remotely(
     else:
         chosen = result["target"]
         head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
-        typer.echo(
+        _echo(
             f"{head}  score {result['score']:.3f}  {result['strategy']}/{result['mode']}"
             f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
         )
-        typer.echo(f"why: {result['why']}")
+        _echo(f"why: {result['why']}")
         if result["alternatives"]:
-            typer.echo(f"fallback: {', '.join(result['alternatives'])}")
+            _echo(f"fallback: {', '.join(result['alternatives'])}")
         if result.get("reservation"):
-            typer.echo(f"reserved: {result['reservation']['id']}")
+            _echo(f"reserved: {result['reservation']['id']}")
     raise typer.Exit(0 if result["success"] else 1)
 
 
@@ -284,9 +359,7 @@ def _choice(value: str | None, option: str, allowed: type[enum.StrEnum]) -> str 
     if value is None or value.lower() in set(allowed):
         return value.lower() if value else None
     names = ", ".join(sorted(allowed))
-    typer.echo(
-        f"acode-placement: error: {option}: unknown value {value!r}; available: {names}", err=True
-    )
+    _fail(f"{option}: unknown value {value!r}; available: {names}")
     raise typer.Exit(2)
 
 
@@ -489,7 +562,7 @@ def release(
     if json_out:
         _print_json(explain.lease_json(lease))
     else:
-        typer.echo(f"released {lease.id} on {lease.target_id}")
+        _echo(f"released {lease.id} on {lease.target_id}")
 
 
 @app.command()
@@ -501,7 +574,7 @@ def reservations(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         _print_json([explain.lease_json(lease) for lease in leases])
         return
-    table = Table(
+    table = _Table(
         "id", "target", "cpu", "mem GB", "gpus", "owner", "task", "expires (UTC)", box=None
     )
     for lease in leases:
@@ -547,6 +620,8 @@ def serve(
     defaults = _options(settings, settings.strategy, None, no_discovery=False)
     application = create_app(engine, fleet, token, defaults=defaults)
     typer.echo(f"acode-placement serving on http://{host}:{port} ({len(fleet)} targets)", err=True)
+    if hasattr(signal, "SIGTERM"):  # uvicorn drains in-flight requests, then dies by the signal
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     uvicorn.run(
         application,
         host=host,
@@ -581,7 +656,7 @@ def strategies(json_out: JsonOpt = False) -> None:
     if json_out:
         _print_json({"strategies": entries, "broken": broken})
         return
-    table = Table("strategy", "origin", "what it picks", box=None)
+    table = _Table("strategy", "origin", "what it picks", box=None)
     for entry in entries:
         table.add_row(entry["name"], entry["origin"], entry["description"])
     console = _console()
@@ -625,7 +700,7 @@ def _print_choice(console: Console, result: PlacementResult) -> None:
 
 
 def _explain_table(result: PlacementResult) -> Table:
-    table = Table("#", "target", "type", "score", "cost $", "details", box=None)
+    table = _Table("#", "target", "type", "score", "cost $", "details", box=None)
     rank = {ts.id: n for n, ts in enumerate(result.ranked, start=1)}
     ordered = sorted(result.all_scores, key=lambda ts: (rank.get(ts.id, 10**9), ts.index))
     for ts in ordered:
@@ -668,7 +743,7 @@ def _where(target: AnyTarget) -> str:
 
 
 def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
-    table = Table(
+    table = _Table(
         "id",
         "type",
         "where",
@@ -711,7 +786,7 @@ def _capability_cells(caps: Capabilities) -> tuple[str, ...]:
 
 
 def _discover_table(reports: Sequence[dict[str, Any]]) -> Table:
-    table = Table(
+    table = _Table(
         "id",
         "status",
         "age",
@@ -797,14 +872,20 @@ def _store(config: Path | None) -> HistoryStore:
     return HistoryStore(settings.history)
 
 
+_MAX_AGE_DAYS = 36_500  # a hundred years: ages beyond are typing errors, not questions
+
+
 def _since(text: str | None) -> datetime | None:
-    """`2026-11-26`, `2026-11-26T10:00`, or an age: `30m`, `12h`, `7d`."""
+    """`2026-11-26`, `2026-11-26T10:00`, or an age: `30m`, `12h`, `7d` (up to 100 years)."""
     if text is None:
         return None
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number = text[:-1]
     if text[-1:] in units and number.replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(seconds=float(number) * units[text[-1]])
+        seconds = float(number) * units[text[-1]]
+        if seconds > _MAX_AGE_DAYS * 86400:
+            raise InputError(f"--since: {text!r} is more than {_MAX_AGE_DAYS} days ago")
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -818,7 +899,9 @@ def _since(text: str | None) -> datetime | None:
 @_errors
 def history(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100_000, help="at most this many")
+    ] = 20,
     since: Annotated[
         str | None, typer.Option("--since", help="a date (2026-11-26) or an age (30m, 12h, 7d)")
     ] = None,
@@ -838,7 +921,7 @@ def history(
     if json_out:
         _print_json([r.summary_json() for r in records])
         return
-    table = Table(
+    table = _Table(
         "time (UTC)",
         "request",
         "task",
@@ -904,7 +987,7 @@ def history_show(
         f"  {record.strategy}/{record.mode}  engine {record.engine_version}",
         markup=False,
     )
-    table = Table("target", "type", "score", "cost $", "details", box=None)
+    table = _Table("target", "type", "score", "cost $", "details", box=None)
     for c in result.get("candidates", []):
         details = "; ".join(c["mismatches"]) if not c["eligible"] else "; ".join(c["matches"])
         table.add_row(
@@ -970,11 +1053,19 @@ def history_replay(
             f" {now.score if now else 0.0:.6f})"
         )
         if same:
-            typer.echo(f"same decision: {is_now}")
+            _echo(f"same decision: {is_now}")
         else:
-            typer.echo(f"different decision: recorded {was}, today {is_now}")
+            _echo(f"different decision: recorded {was}, today {is_now}")
     raise typer.Exit(0 if same else 1)
 
 
+def _terminated(signum: int, _: object) -> None:
+    """SIGTERM unwinds like an interrupt: asyncio cancels the running probes, whose
+    cleanup kills their process groups, and the command exits 128 + 15."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminated)
     app(args=list(argv) if argv is not None else None, prog_name="acode-placement")

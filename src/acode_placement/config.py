@@ -11,6 +11,7 @@ import difflib
 import functools
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -35,7 +36,16 @@ ENV_PREFIX = "ACODE_PLACEMENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 TARGETS_ENV = ENV_PREFIX + "TARGETS"
 TOKEN_ENV = ENV_PREFIX + "TOKEN"  # the HTTP service's bearer token
-_MAX_NODES = 100_000  # aliases can expand a small file into a huge one
+# Bounds on what a file may cost to read. A fleet of tens of thousands of targets
+# fits; an alias bomb (a few lines that expand into billions of values) or a
+# nesting a thousand deep does not.
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_VALUES = 2_000_000  # values once aliases are expanded
+MAX_DEPTH = 64
+_CORE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
 
 
 class TaskFile(BaseModel):
@@ -125,15 +135,43 @@ def parse(text: str, source: str, model: type[M]) -> Loaded[M]:
     return Loaded(value, source, lines)
 
 
-def _read(path: Path) -> str:
+def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, at most `limit` of them; InputError naming the file else.
+
+    The file is opened without blocking and checked before it is read, so a FIFO, a
+    device (`/dev/zero`) or a socket is refused at once instead of hanging or filling
+    memory.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        raw = path.read_bytes()
+        handle = os.open(path, flags)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a YAML file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a directory, not a YAML file")
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(handle, True)
+        with os.fdopen(handle, "rb", closefd=False) as file:
+            raw = file.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(handle)
+    if len(raw) > limit:
+        raise InputError(f"{path}: too large: over {limit // (1024 * 1024)} MiB")
+    return raw
+
+
+def _read(path: Path) -> str:
+    raw = read_bounded(path)
     if b"\x00" in raw:
         raise InputError(f"{path}: binary file, not YAML")
     try:
@@ -148,14 +186,35 @@ def _read(path: Path) -> str:
 # ------------------------------------------------------------------------ YAML nodes
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH as it composes
+    (its composer recurses once per level: deep enough, and Python's stack ends)."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self.source = source
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+            raise InputError(f"{self.source}:{line}: nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def _compose(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text, source)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _size(node, source, loader, {})
         lines: dict[Path_, int] = {}
-        _walk(node, (), lines, source, [0])
+        _walk(node, (), lines, source)
         return loader.construct_document(node), lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -168,19 +227,66 @@ def _compose(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
         loader.dispose()
 
 
-def _walk(
-    node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str, seen: list[int]
-) -> None:
-    seen[0] += 1
-    if seen[0] > _MAX_NODES:
-        raise InputError(f"{source}: too large: more than {_MAX_NODES} values (alias bomb?)")
+def _size(
+    node: yaml.Node, source: str, loader: yaml.SafeLoader, seen: dict[int, tuple[int, int]]
+) -> tuple[int, int]:
+    """How many values `node` stands for once its aliases are expanded, and how deep
+    it nests then; each distinct node is counted once. Refuses a tag outside YAML's
+    core schema, a recursive alias, too many values and too deep a nesting."""
+    known = seen.get(id(node))
+    if known is not None:
+        if known[0] < 0:
+            raise InputError(f"{source}:{node.start_mark.line + 1}: recursive alias")
+        return known
+    seen[id(node)] = (-1, 0)  # in progress: meeting it again is a cycle
+    _check_tag(node, source, loader)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    total, depth = 1, 1
+    for child in children:
+        size, below = _size(child, source, loader, seen)
+        total, depth = total + size, max(depth, below + 1)
+    line = node.start_mark.line + 1
+    if total > MAX_VALUES:
+        raise InputError(
+            f"{source}:{line}: too large: over {MAX_VALUES} values once aliases are expanded"
+            " (an alias bomb?)"
+        )
+    if depth > MAX_DEPTH:
+        raise InputError(f"{source}:{line}: nested more than {MAX_DEPTH} levels deep")
+    seen[id(node)] = (total, depth)
+    return total, depth
+
+
+def _check_tag(node: yaml.Node, source: str, loader: yaml.SafeLoader) -> None:
+    """Only the core schema's plain types, as written without a tag: `!!binary`,
+    `!!set`, `!!python/...` and a tag that changes a value's type (`!!str 12`) are
+    refused, so that what a file says is what it means."""
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        plain = node.style is None
+        implied = loader.resolve(  # type: ignore[no-untyped-call]
+            yaml.ScalarNode, node.value, (plain, not plain)
+        )
+        ok = tag == implied or (tag == "tag:yaml.org,2002:str" and not plain)
+    else:
+        ok = tag in _CORE_TAGS
+    if not ok or tag not in _CORE_TAGS:
+        line = node.start_mark.line + 1
+        raise InputError(f"{source}:{line}: YAML tag {tag!r} is not allowed; write the plain value")
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         keys: dict[object, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             if key == "<<":  # merge key: the merged keys are walked where they are written
-                _walk(value_node, path, lines, source, seen)
+                _walk(value_node, path, lines, source)
                 continue
             line = key_node.start_mark.line + 1
             if key in keys:
@@ -190,10 +296,10 @@ def _walk(
                 )
             keys[key] = line
             lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, source, seen)
+            _walk(value_node, (*path, key), lines, source)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines, source, seen)
+            _walk(item, (*path, i), lines, source)
 
 
 # -------------------------------------------------------------------------- errors

@@ -27,7 +27,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-TOOL_NAME_PATTERN = r"^[A-Za-z0-9._+-]{1,64}$"
+# A tool name never starts with '-', so that no probe, shell or program can take it
+# for an option, however it is passed.
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$"
 _TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 
@@ -35,7 +37,8 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 def _check_tool_name(value: str) -> str:
     if not _TOOL_NAME.fullmatch(value):
         raise ValueError(
-            f"invalid tool name {value!r}: use 1-64 letters, digits, '.', '_', '+' or '-'"
+            f"invalid tool name {value!r}: use 1-64 letters, digits, '.', '_', '+' or '-',"
+            " not starting with '-'"
         )
     return value
 
@@ -53,10 +56,37 @@ def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _not_bool(value: object) -> object:
+    """YAML's `true` is not the number 1 (pydantic's lax mode would take it as one)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+def _not_number(value: object) -> object:
+    """A flag is true or false (or, from the environment, a word); never 0 or 1.5."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+# Bounds that keep every later sum, product and date within range: no amount a real
+# machine or bill reaches comes near them, and no arithmetic on them overflows.
+MAX_AMOUNT = 1e12  # CPUs, GB, GPUs, USD
+MAX_MINUTES = 5_256_000  # ten years: runtimes (a lease ends that much later at most)
+MAX_SETTING_MINUTES = 525_600  # one year: cache lifetime, lease grace
+MAX_SECONDS = 3600.0  # timeouts
+MAX_COUNT = 1_000_000_000
+
 ToolName = Annotated[str, AfterValidator(_check_tool_name)]
 TargetId = Annotated[str, AfterValidator(_check_id)]
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+NonNegative = Annotated[Number, Field(ge=0, le=MAX_AMOUNT)]
+Positive = Annotated[Number, Field(gt=0, le=MAX_AMOUNT)]
+Minutes = Annotated[Number, Field(gt=0, le=MAX_MINUTES)]
+Seconds = Annotated[Number, Field(gt=0, le=MAX_SECONDS)]
+Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_COUNT)]
+Flag = Annotated[bool, BeforeValidator(_not_number)]
 ModelNames = Annotated[
     tuple[Annotated[str, Field(min_length=1)], ...],
     BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),
@@ -148,6 +178,7 @@ class _Model(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,  # inf and nan are no amounts; arithmetic on them misleads
     )
 
 
@@ -157,11 +188,11 @@ class _Model(BaseModel):
 class GpuRequirement(_Model):
     """A GPU need. `model` lists acceptable models; any one of them will do."""
 
-    required: bool = True
+    required: Flag = True
     type: GpuTypeWanted = GpuTypeWanted.ANY
     model: ModelNames | None = None
     min_vram: NonNegative | None = Field(default=None, description="GB per GPU, >=")
-    count: Annotated[float, Field(gt=0)] = 1
+    count: Positive = 1
 
 
 class Preferences(_Model):
@@ -189,10 +220,10 @@ class TaskRequirements(_Model):
     tools: tuple[ToolName, ...] = ()
     os: OS | None = None
     arch: Arch | None = None
-    network: bool | None = Field(default=None, description="needs outbound network")
-    max_runtime_minutes: Positive | None = None
+    network: Flag | None = Field(default=None, description="needs outbound network")
+    max_runtime_minutes: Minutes | None = None
     max_cost: NonNegative | None = Field(default=None, description="USD for one run")
-    allow_cloud: bool = True
+    allow_cloud: Flag = True
     custom: dict[str, Scalar] = Field(default_factory=dict)
     affinity: tuple[str, ...] = ()
     anti_affinity: tuple[str, ...] = ()
@@ -236,8 +267,8 @@ class Capabilities(_Model):
     tools: tuple[ToolName, ...] = ()
     os: OS | None = None
     arch: Arch | None = None
-    network: bool | None = None
-    max_runtime_minutes: Positive | None = None
+    network: Flag | None = None
+    max_runtime_minutes: Minutes | None = None
     custom: dict[str, Scalar] = Field(default_factory=dict)
     discovered_at: datetime | None = None
 
@@ -262,7 +293,7 @@ class _TargetBase(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     hourly_rate: NonNegative | None = Field(default=None, description="USD per hour")
     capabilities: Capabilities | None = None
-    max_concurrent_tasks: Annotated[int, Field(ge=1)] | None = Field(
+    max_concurrent_tasks: Count | None = Field(
         default=None, description="reserved placements at once, at most (place --reserve)"
     )
 
@@ -293,7 +324,7 @@ class SshTarget(_TargetBase):
 
     type: Literal["ssh"] = "ssh"
     host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    port: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)] = 22
     user: str | None = None
     identity_file: str | None = None
 
@@ -306,7 +337,7 @@ class PriceQuote:
     hourly: float | None
     source: str
     as_of: date | None = None
-    spot: bool = False
+    spot: Flag = False
     note: str | None = None
 
 
@@ -347,7 +378,7 @@ class Ec2Target(_TargetBase):
     max_hourly_rate: NonNegative | None = Field(
         default=None, description="fleets: leave out instance types dearer than this (USD/hour)"
     )
-    spot: bool = Field(default=False, description="price as a spot instance")
+    spot: Flag = Field(default=False, description="price as a spot instance")
     _price: PriceQuote | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -407,14 +438,16 @@ class PlacementSettings(_Model):
 
     strategy: Annotated[str, Field(min_length=1)] = "auto"
     mode: Mode = Mode.BURST
-    fallback_enabled: bool = True
-    discovery_enabled: bool = True
-    cache_minutes: NonNegative = Field(default=5, description="capability cache time-to-live")
-    decision_timeout: Positive = Field(
+    fallback_enabled: Flag = True
+    discovery_enabled: Flag = True
+    cache_minutes: Annotated[Number, Field(ge=0, le=MAX_SETTING_MINUTES)] = Field(
+        default=5, description="capability cache time-to-live"
+    )
+    decision_timeout: Seconds = Field(
         default=5.0, description="seconds a decision waits for discovery at most"
     )
-    probe_timeout: Positive = Field(default=3.0, description="seconds for one probe of a target")
-    discovery_concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+    probe_timeout: Seconds = Field(default=3.0, description="seconds for one probe of a target")
+    discovery_concurrency: Annotated[Count, Field(le=1024)] = Field(
         default=32, description="targets probed at once"
     )
     known_hosts: str = Field(
@@ -425,28 +458,28 @@ class PlacementSettings(_Model):
         description="ask the EC2 and Price List APIs: auto (when credentials are configured),"
         " on, off (the shipped catalog only)",
     )
-    reservation_grace_minutes: NonNegative = Field(
+    reservation_grace_minutes: Annotated[Number, Field(ge=0, le=MAX_SETTING_MINUTES)] = Field(
         default=60,
         description="a reservation expires this long after the task's maxRuntimeMinutes"
         " (or defaultRuntimeMinutes)",
     )
-    accept_new_host_keys: bool = Field(
+    accept_new_host_keys: Flag = Field(
         default=False,
         description="trust an SSH host seen for the first time and add its key to knownHosts"
         " (a changed key is always refused)",
     )
     tie_breaker: TieBreaker = TieBreaker.FIRST
-    default_runtime_minutes: Positive = 60
+    default_runtime_minutes: Minutes = 60
     history: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the placement history"
         " (default: sqlite history.db in the user data directory)",
     )
-    history_enabled: bool = True
-    history_retention_days: Positive | None = Field(
+    history_enabled: Flag = True
+    history_retention_days: Annotated[Number, Field(gt=0, le=36_500)] | None = Field(
         default=None, description="delete records older than this (off by default)"
     )
-    history_retention_count: Annotated[int, Field(ge=1)] | None = Field(
+    history_retention_count: Count | None = Field(
         default=None, description="keep at most this many records (off by default)"
     )
     log_level: LogLevel = LogLevel.WARNING
@@ -460,16 +493,16 @@ class PlacementOptions(_Model):
 
     strategy: Annotated[str, Field(min_length=1)] = "auto"
     mode: Mode = Mode.BURST
-    fallback_enabled: bool = True
-    include_local: bool = True
-    include_cloud: bool = True
-    max_candidates: Annotated[int, Field(ge=1)] | None = Field(
+    fallback_enabled: Flag = True
+    include_local: Flag = True
+    include_cloud: Flag = True
+    max_candidates: Count | None = Field(
         default=None, description="at most this many ranked targets kept for fallback"
     )
-    decision_timeout: Positive = 5.0
+    decision_timeout: Seconds = 5.0
     tie_breaker: TieBreaker = TieBreaker.FIRST
-    default_runtime_minutes: Positive = 60
-    discovery_enabled: bool = True
+    default_runtime_minutes: Minutes = 60
+    discovery_enabled: Flag = True
 
 
 # -------------------------------------------------------------------------- outputs

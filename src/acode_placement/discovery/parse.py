@@ -38,6 +38,17 @@ _ARCH = {
 }
 _BLOCKS = ("nvidia-smi", "rocm-smi")
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
+_DIGITS = 20  # a whole number longer than this is no machine's size
+
+# Beyond any real machine (the largest single systems have a few thousand CPUs, tens
+# of TiB of memory, 16 GPUs of under 300 GB each): a probe reporting more is broken
+# or lying, and its answer is refused rather than offered to tasks.
+MAX_CPUS = 65_536
+MAX_MEMORY_GB = 262_144.0  # 256 TiB
+MAX_DISK_GB = 1024.0**3  # 1 EiB
+MAX_GPUS = 1_024
+MAX_VRAM_GB = 4_096.0
+MAX_OUTPUT_LINES = 20_000
 
 
 class ProbeOutputError(ValueError):
@@ -70,9 +81,20 @@ class ProbeReport:
     gpus: tuple[Gpu, ...] = field(default=())
 
 
-def parse_probe(text: str, discovered_at: datetime | None = None) -> ProbeReport:
-    """Parse a whole probe output; raise `ProbeOutputError` when it is not one."""
-    lines = text.replace("\r\n", "\n").split("\n")
+def parse_probe(
+    text: str,
+    discovered_at: datetime | None = None,
+    *,
+    asked: frozenset[str] | None = None,
+    tools_only: bool | None = None,
+) -> ProbeReport:
+    """Parse a whole probe output; raise `ProbeOutputError` when it is not one.
+
+    Given what was asked (`asked` tools, `tools_only`), an answer that leaves any of
+    it out (a full probe without its hardware facts, a tool not answered) is refused
+    as incomplete, and so is one beyond any real machine (`check_plausible`).
+    """
+    lines = _lines(text)
     first = next((n for n, line in enumerate(lines) if line.strip() == HEADER), None)
     if first is None:
         shown = next((line for line in lines if line.strip()), "")
@@ -111,10 +133,62 @@ def parse_probe(text: str, discovered_at: datetime | None = None) -> ProbeReport
     if not ended:
         raise ProbeOutputError("the probe's output was cut short (no 'end' line)")
     report = _report(values, tools, blocks, discovered_at)
+    check_complete(report, values, asked, tools_only)
+    check_plausible(report)
     if ignored:
         note = f"{ignored} line(s) printed before the probe (a login banner?) were ignored"
         report = replace(report, notes=(*report.notes, note))
     return report
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.replace("\r\n", "\n").split("\n")
+    if len(lines) > MAX_OUTPUT_LINES:
+        raise ProbeOutputError(f"the probe printed over {MAX_OUTPUT_LINES} lines")
+    return lines
+
+
+def check_complete(
+    report: ProbeReport,
+    values: dict[str, str],
+    asked: frozenset[str] | None,
+    tools_only: bool | None,
+) -> None:
+    """Refuse an answer that leaves out part of the question."""
+    if asked is not None and (missing := sorted(asked - report.tools_checked)):
+        raise ProbeOutputError(f"incomplete: no answer for tool {_shorten(missing[0])!r}")
+    if tools_only is None or tools_only:
+        return
+    if not report.hardware:
+        raise ProbeOutputError("incomplete: a full probe answered without its hardware facts")
+    needed = ["cpu"]
+    if report.capabilities.os in (OS.LINUX, OS.MACOS):
+        needed.append("mem_kb" if "mem_kb" in values or "mem_bytes" not in values else "mem_bytes")
+    for key in needed:
+        if not values.get(key):
+            raise ProbeOutputError(f"incomplete: no {key.split('_')[0]} value")
+
+
+def check_plausible(report: ProbeReport) -> None:
+    """Refuse facts beyond any real machine (the bounds are this module's MAX_*)."""
+    caps = report.capabilities
+    bounds = (
+        ("cpu", caps.cpu, MAX_CPUS, "CPUs"),
+        ("memory", caps.memory_gb, MAX_MEMORY_GB, "GB"),
+        ("disk", caps.disk_gb, MAX_DISK_GB, "GB"),
+    )
+    for name, value, most, unit in bounds:
+        if value is not None and value > most:
+            raise ProbeOutputError(f"implausible {name}: {value:g} {unit} (at most {most:g})")
+    if caps.cpu is not None and caps.cpu < 1:
+        raise ProbeOutputError("implausible cpu: 0 CPUs")
+    if len(report.gpus) > MAX_GPUS:
+        raise ProbeOutputError(f"implausible: {len(report.gpus)} GPUs (at most {MAX_GPUS})")
+    for gpu in report.gpus:
+        if gpu.vram_gb is not None and gpu.vram_gb > MAX_VRAM_GB:
+            raise ProbeOutputError(
+                f"implausible GPU memory: {gpu.vram_gb:g} GB (at most {MAX_VRAM_GB:g})"
+            )
 
 
 def _block(lines: list[str], start: int, name: str) -> tuple[list[str], int | None, int]:
@@ -181,7 +255,7 @@ def _count(values: dict[str, str], key: str) -> int | None:
     value = values.get(key, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > _DIGITS:
         raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
     return int(value)
 
@@ -190,7 +264,7 @@ def _size(values: dict[str, str], key: str, per_gib: int) -> float | None:
     value = values.get(key, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > _DIGITS:
         raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
     return round(int(value) / per_gib, 1)
 
@@ -227,7 +301,7 @@ def parse_nvidia_smi(text: str) -> list[Gpu]:
         if len(fields) < 3 or not fields[0].isdigit() or not fields[1]:
             raise ProbeOutputError(f"nvidia-smi line {number} is not index, name, memory: {line!r}")
         mib = fields[2]
-        vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) else None
+        vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) and len(mib) <= _DIGITS else None
         gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram))
     return gpus
 
@@ -253,7 +327,8 @@ def parse_rocm_smi(text: str) -> list[Gpu]:
             or "AMD GPU"
         )
         total = fields.get("vram total memory (b)", "")
-        vram = vram_from_mib(int(total) / 1024**2) if total.isdigit() else None
+        plain = total.isdigit() and len(total) <= _DIGITS
+        vram = vram_from_mib(int(total) / 1024**2) if plain else None
         gpus.append(Gpu(GpuVendor.AMD, model, vram))
     return gpus
 

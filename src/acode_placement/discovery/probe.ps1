@@ -1,6 +1,6 @@
 # acode-placement probe for Windows: the same "key value" lines as probe.sh.
 # The caller prepends `$Tools = @('name', ...)` (each name checked against
-# ^[A-Za-z0-9._+-]{1,64}$ and single-quoted) and `$ToolsOnly = $true|$false`.
+# ^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$ and single-quoted) and `$ToolsOnly = $true|$false`.
 $ErrorActionPreference = 'SilentlyContinue'
 $ProgressPreference = 'SilentlyContinue'
 if (-not (Test-Path variable:Tools)) { $Tools = @() }

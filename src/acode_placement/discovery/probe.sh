@@ -1,22 +1,25 @@
 # acode-placement probe: what this machine offers, one "key value" line each.
 #
-#   sh probe.sh [--tools-only] [TOOL ...]
+#   sh probe.sh all|tools [TOOL ...]
 #
 # POSIX sh (dash, bash, busybox ash, macOS sh). It only reads: it changes nothing,
-# starts no daemon and writes nothing but stdout. Each TOOL is passed as its own
-# argument (the caller checks it against ^[A-Za-z0-9._+-]{1,64}$ and quotes it) and
-# only ever reaches `command -v`. The last line is "end"; a reader that does not
-# see it knows the output was cut short.
+# starts no daemon and writes nothing but stdout. The first argument is always the
+# mode (all: hardware and tools; tools: tools only), so no TOOL can ever be read as
+# a mode or an option. Each TOOL is passed as its own argument (the caller checks it
+# against ^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$ and quotes it) and only ever reaches
+# `command -v --`. The last line is "end"; a reader that does not see it knows the
+# output was cut short.
 LC_ALL=C
 export LC_ALL
 
 echo "acode-probe 1"
 
-tools_only=0
-if [ "${1-}" = "--tools-only" ]; then
-  tools_only=1
-  shift
-fi
+case "${1-}" in
+  all) tools_only=0 ;;
+  tools) tools_only=1 ;;
+  *) echo "usage: probe.sh all|tools [TOOL ...]" >&2; exit 64 ;;
+esac
+shift
 
 for tool in "$@"; do
   if command -v -- "$tool" >/dev/null 2>&1; then

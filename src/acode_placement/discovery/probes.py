@@ -27,6 +27,7 @@ from acode_placement.telemetry import get_logger
 
 _log = get_logger("acode_placement.discovery")
 _STDERR_SHOWN = 200
+MAX_OUTPUT = 4 * 1024 * 1024  # bytes of stdout (or stderr) a probe may print
 
 
 class ProbeError(Exception):
@@ -53,14 +54,16 @@ def script(name: str) -> str:
 
 
 def sh_arguments(tools: Iterable[str], tools_only: bool) -> list[str]:
-    """`sh -s -- [--tools-only] TOOL...`: the script comes on stdin, tools as arguments."""
-    return ["sh", "-s", "--", *(["--tools-only"] if tools_only else []), *sorted(tools)]
+    """`sh -s -- all|tools TOOL...`: the script comes on stdin, the mode always first
+    and the tools after it as arguments, so no tool name can stand for the mode."""
+    return ["sh", "-s", "--", "tools" if tools_only else "all", *sorted(tools)]
 
 
 def powershell_arguments(tools: Iterable[str], tools_only: bool) -> list[str]:
     """`powershell -EncodedCommand ...` running probe.ps1 with the tools bound first.
 
-    Tool names are already restricted to `[A-Za-z0-9._+-]`; each is single-quoted
+    Tool names are already restricted to `[A-Za-z0-9._+-]`, never a leading '-';
+    each is single-quoted
     (with PowerShell's quote doubling) all the same.
     """
     quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in sorted(tools))
@@ -69,9 +72,12 @@ def powershell_arguments(tools: Iterable[str], tools_only: bool) -> list[str]:
     return ["powershell", "-NoProfile", "-NonInteractive", "-EncodedCommand", encoded]
 
 
-def probe_report(stdout: str, where: str) -> ProbeReport:
+def probe_report(stdout: str, where: str, tools: frozenset[str], tools_only: bool) -> ProbeReport:
+    """The probe's answer to what was asked, or ProbeError (unverified) saying why not."""
     try:
-        return parse_probe(stdout, discovered_at=datetime.now(UTC))
+        return parse_probe(
+            stdout, discovered_at=datetime.now(UTC), asked=tools, tools_only=tools_only
+        )
     except ProbeOutputError as exc:
         raise ProbeError(DiscoveryStatus.UNVERIFIED, f"{where}: {exc}") from None
 
@@ -112,7 +118,7 @@ class LocalProbe:
             raise ProbeError(DiscoveryStatus.UNVERIFIED, f"cannot run {argv[0]}: {exc}") from None
         try:
             async with asyncio.timeout(self.timeout):
-                out, err = await process.communicate(stdin)
+                out, err = await _communicate(process, stdin)
         except TimeoutError:
             raise ProbeError(
                 DiscoveryStatus.UNVERIFIED,
@@ -126,7 +132,35 @@ class LocalProbe:
                 DiscoveryStatus.UNVERIFIED,
                 f"the probe exited with status {process.returncode}: {stderr}",
             )
-        return probe_report(out.decode(errors="replace"), "this machine")
+        return probe_report(out.decode(errors="replace"), "this machine", tools, tools_only)
+
+
+async def _communicate(process: asyncio.subprocess.Process, stdin: bytes) -> tuple[bytes, bytes]:
+    """Feed stdin, read stdout and stderr to their ends, at most MAX_OUTPUT bytes each
+    (a tool on PATH that prints without end must not fill this process's memory)."""
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdin.write(stdin)
+    with contextlib.suppress(ConnectionError):
+        await process.stdin.drain()
+    process.stdin.close()
+    out, err = await asyncio.gather(_bounded(process.stdout), _bounded(process.stderr))
+    await process.wait()
+    return out, err
+
+
+async def _bounded(stream: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(65536):
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise ProbeError(
+                DiscoveryStatus.UNVERIFIED, f"the probe printed over {MAX_OUTPUT} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:

@@ -100,7 +100,7 @@ class SshProbe:
                 f"{where}: the probe exited with status {status}: {last_words(stderr)}",
             )
         stdout = result.stdout if isinstance(result.stdout, str) else ""
-        return probe_report(stdout, where)
+        return probe_report(stdout, where, tools, tools_only)
 
     def _options(self, target: SshTarget) -> dict[str, object]:
         options: dict[str, object] = {

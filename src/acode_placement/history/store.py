@@ -257,7 +257,10 @@ class HistoryStore:
             query = query.where(placements.c.created_at >= since)
         if target is not None:
             query = query.where(
-                sa.or_(placements.c.target_id == target, placements.c.target_id.like(f"{target}/%"))
+                sa.or_(
+                    placements.c.target_id == target,
+                    placements.c.target_id.like(f"{_like_escaped(target)}/%", escape="\\"),
+                )
             )
         if failed is not None:
             query = query.where(placements.c.success.is_(not failed))
@@ -268,7 +271,9 @@ class HistoryStore:
 
         def fetch(connection: sa.Connection) -> Record | None:
             rows = connection.execute(
-                sa.select(placements).where(placements.c.request_id.like(f"{request_id}%")).limit(2)
+                sa.select(placements)
+                .where(placements.c.request_id.like(f"{_like_escaped(request_id)}%", escape="\\"))
+                .limit(2)
             ).all()
             if len(rows) != 1:
                 return None
@@ -432,6 +437,11 @@ def _record(row: Any, steps: tuple[Attempt, ...] = ()) -> Record:
         engine_version=row.engine_version,
         attempts=steps,
     )
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE: its `%`, `_` and `\\` escaped with `\\`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _reason(exc: SQLAlchemyError) -> str:

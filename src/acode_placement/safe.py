@@ -1,0 +1,73 @@
+"""Untrusted text made safe to show, and secrets kept out of what is shown.
+
+Every string a user or a probed machine supplies (a task name, a label, a GPU model,
+a file name) is data. Before it reaches a terminal it goes through `printable`, which
+writes control characters (ESC, CR, newline, DEL, the C1 range) and the Unicode
+controls that reorder or hide text as visible escapes, so no value can move the
+cursor, change colours, open a link, split a line or hide what follows it. The
+command line also renders with rich's markup off, so `[/]` or `[link=...]` stay text.
+
+Database URLs carry passwords, key paths and user names: `mask_url` replaces the
+user-info and every query value before a URL is printed, logged or returned.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlsplit
+
+# Format characters that reorder or hide text (bidirectional overrides and isolates,
+# zero-width joiners are harmless and kept); a Trojan Source trick otherwise.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MASK = "***"
+_PARAMETER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,39}$")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """`text` as one line of plain characters: controls shown as `\\x1b`, `\\n`, `\\u202e`."""
+    value = str(text)
+    if value.isprintable() and not any(c in _BIDI for c in value):
+        return value  # the common case, checked in C
+    return _UNSAFE.sub(_escape, value)
+
+
+def mask_url(url: str | None) -> str:
+    """`url` without secrets: user-info as ***, every query value as ***.
+
+    `postgresql+psycopg://app:pw@db:5432/h?sslkey=/k&password=x` becomes
+    `postgresql+psycopg://***@db:5432/h?sslkey=***&password=***`. Host, port,
+    database and the names of the query parameters stay, so a person can still
+    tell which database is meant. Something that is not a URL is shown as
+    `(unparsable URL)` rather than risk echoing a secret.
+    """
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(unparsable URL)"
+    if not parts.scheme:
+        return "(unparsable URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        bracketed = f"[{host}]" if ":" in host else host
+        netloc = f"{MASK}@{bracketed}{port}"
+    query = ""
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        names = [name if _PARAMETER.match(name) else MASK for name, _ in pairs]
+        query = "?" + "&".join(f"{name}={MASK}" for name in names) if names else f"?{MASK}"
+    shown = f"{parts.scheme}://{netloc}{parts.path}{query}"
+    return printable(shown)
