@@ -58,7 +58,7 @@ from acode_placement.models import (
     Task,
     TaskRequirements,
 )
-from acode_placement.safe import printable
+from acode_placement.safe import mask_url, printable
 from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
 
@@ -300,19 +300,28 @@ def _place_remotely(
         result = client.place(task, options, reserve=reserve, owner=owner)
     if json_out:
         _print_json(result)
-    else:
-        chosen = result["target"]
-        head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
-        _echo(
-            f"{head}  score {result['score']:.3f}  {result['strategy']}/{result['mode']}"
-            f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
-        )
-        _echo(f"why: {result['why']}")
-        if result["alternatives"]:
-            _echo(f"fallback: {', '.join(result['alternatives'])}")
-        if result.get("reservation"):
-            _echo(f"reserved: {result['reservation']['id']}")
-    raise typer.Exit(0 if result["success"] else 1)
+        raise typer.Exit(0 if isinstance(result, dict) and result.get("success") else 1)
+    try:
+        _print_remote(result)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise PlacementError(
+            f"--server {mask_url(server)}: the answer is not a placement"
+        ) from None
+    raise typer.Exit(0 if result.get("success") is True else 1)
+
+
+def _print_remote(result: dict[str, Any]) -> None:
+    chosen = result["target"]
+    head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
+    _echo(
+        f"{head}  score {float(result['score']):.3f}  {result['strategy']}/{result['mode']}"
+        f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
+    )
+    _echo(f"why: {result['why']}")
+    if result["alternatives"]:
+        _echo(f"fallback: {', '.join(map(str, result['alternatives']))}")
+    if result.get("reservation"):
+        _echo(f"reserved: {result['reservation']['id']}")
 
 
 def _targets(explicit: Path | None) -> list[AnyTarget]:
@@ -606,6 +615,7 @@ def serve(
     """Serve the engine over HTTP (FastAPI under uvicorn); SIGTERM finishes in-flight requests."""
     import uvicorn  # noqa: PLC0415  (the web stack loads for this command only)
 
+    from acode_placement import server  # noqa: PLC0415
     from acode_placement.service import create_app, is_loopback, read_token  # noqa: PLC0415
 
     settings, _ = resolve_settings(config)
@@ -622,14 +632,7 @@ def serve(
     typer.echo(f"acode-placement serving on http://{host}:{port} ({len(fleet)} targets)", err=True)
     if hasattr(signal, "SIGTERM"):  # uvicorn drains in-flight requests, then dies by the signal
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
+    uvicorn.Server(server.config(application, host, port, timeout_graceful_shutdown=30)).run()
 
 
 @app.command(

@@ -9,14 +9,17 @@ with PlacementClient("http://127.0.0.1:8790", token="...") as client:
 from __future__ import annotations
 
 import os
+import re
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from acode_placement.config import TOKEN_ENV
-from acode_placement.errors import PlacementError
+from acode_placement.errors import InputError, PlacementError
 from acode_placement.models import PlacementOptions, Task, TaskRequirements
+
+_HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,8192}$")
 
 
 class ServiceError(PlacementError):
@@ -32,8 +35,24 @@ class PlacementClient:
     """Calls one acode-placement service. The token defaults to $ACODE_PLACEMENT_TOKEN."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
-        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip() or None
+        if token is not None and not _HEADER_SAFE.match(token):
+            raise InputError(
+                f"the token ({TOKEN_ENV}) has characters an HTTP header cannot carry"
+                " (spaces, controls or non-ASCII); it is not shown"
+            )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise InputError(
+                f"--server: {url!r} is not a URL (e.g. http://127.0.0.1:8790)"
+            ) from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise InputError(
+                f"--server: {url!r} is not an http(s) URL (e.g. http://127.0.0.1:8790)"
+            )
+        self._where = str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def __enter__(self) -> PlacementClient:
@@ -96,14 +115,19 @@ class PlacementClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ServiceError(0, f"cannot reach {self._http.base_url}: {exc}") from None
-        if response.is_success:
-            return response.json()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ServiceError(0, f"cannot reach {self._where}: {exc}") from None
         try:
-            detail = str(response.json().get("detail", response.text))
+            document = response.json()
         except ValueError:
-            detail = response.text.strip() or response.reason_phrase
+            document = None
+        if response.is_success:
+            if document is None:
+                raise ServiceError(response.status_code, f"{self._where} answered with no JSON")
+            return document
+        detail = document.get("detail") if isinstance(document, dict) else None
+        if not isinstance(detail, str):
+            detail = response.text.strip()[:200] or response.reason_phrase
         raise ServiceError(response.status_code, detail)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
@@ -25,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acode_placement import explain
-from acode_placement.config import TOKEN_ENV, describe_error, package_version
+from acode_placement.config import TOKEN_ENV, describe_error, package_version, read_bounded
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError, PlacementError, ReservationError, UnknownNameError
 from acode_placement.history.store import HistoryError
@@ -103,19 +104,18 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class BodyTooLargeError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-
-
 def problem(status: int, title: str, detail: str, **headers: str) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413), declared or streamed."""
+    """Refuse request bodies over `limit` bytes (413), declared or streamed (chunked).
+
+    The body is read here, up to the limit, before the application sees it: an
+    error raised while the application reads it would be reported as a bad body
+    (400) instead of a body too large.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app, self.limit = app, limit
@@ -128,27 +128,31 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLargeError(413, "Payload Too Large", self._detail())
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client left: nobody to answer
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message | None = {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLargeError:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal whole
+            if whole is not None:
+                message, whole = whole, None
+                return message
+            return await receive()
 
-    def _detail(self) -> str:
-        return f"request body over {self.limit} bytes"
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await problem(413, "Payload Too Large", self._detail())(scope, receive, send)
+        detail = f"request body over {self.limit} bytes"
+        await problem(413, "Payload Too Large", detail)(scope, receive, send)
 
 
 def is_loopback(host: str) -> bool:
@@ -178,15 +182,18 @@ def _service(request: Request) -> Service:
 _bearer = HTTPBearer(auto_error=False)
 
 
+def _token_ok(service: Service, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    if service.token is None:
+        return True
+    given = credentials.credentials if credentials else ""
+    return bool(given) and hmac.compare_digest(given.encode(), service.token.encode())
+
+
 def _authorised(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    token = _service(request).token
-    if token is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+    if not _token_ok(_service(request), credentials):
         raise HTTPException(401, "a valid bearer token is required")
 
 
@@ -390,16 +397,32 @@ async def healthz() -> dict[str, str]:
 
 
 @open_router.get("/readyz", tags=["ops"])
-async def readyz(service: Svc) -> JSONResponse:
-    """Ready when the history database answers (or there is none)."""
-    store = service.engine.history
-    if store is None:
-        return JSONResponse({"status": "ready", "history": "off"})
+async def readyz(
+    service: Svc,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> JSONResponse:
+    """Ready when the history and reservation database can be read and written (or
+    there is none). Without the token the answer is `ready` or `not ready` alone;
+    with it, a `detail` says why not (the server's log always does)."""
+    cause = await asyncio.to_thread(_unready, service.engine)
+    if cause is None:
+        return JSONResponse({"status": "ready"})
+    _log.warning("service.not_ready", cause=cause)
+    body = {"status": "not ready"}
+    if _token_ok(service, credentials):
+        body["detail"] = cause
+    return JSONResponse(body, status_code=503)
+
+
+def _unready(engine: PlacementEngine) -> str | None:
     try:
-        await asyncio.to_thread(store.count)
-    except HistoryError as exc:
-        return problem(503, "Service Unavailable", str(exc))
-    return JSONResponse({"status": "ready", "history": "ok"})
+        if engine.history is not None:
+            engine.history.check()
+        if engine.reservations is not None:
+            engine.reservations.check()
+    except PlacementError as exc:
+        return str(exc)
+    return None
 
 
 def _body_model(request: Request) -> type[_Model]:
@@ -418,15 +441,38 @@ def _leases(engine: PlacementEngine) -> Any:
     return engine.reservations
 
 
+_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # visible ASCII: what a header can carry
+
+
 def read_token(token_file: FilePath | None, environ: dict[str, str]) -> str | None:
-    """The bearer token: the file's first line, else $ACODE_PLACEMENT_TOKEN; None if neither."""
+    """The bearer token: the file's first line, else $ACODE_PLACEMENT_TOKEN; None if neither.
+
+    A token is 16 to 4096 visible ASCII characters (what an Authorization header can
+    carry); errors say what is wrong with it and never echo it.
+    """
     if token_file is not None:
+        where = f"--token-file {token_file}"
         try:
-            text = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InputError(f"--token-file {token_file}: {exc.strerror}") from None
+            raw = read_bounded(token_file, 64 * 1024)
+        except InputError as exc:
+            raise InputError(f"--token-file {exc}") from None
+        try:
+            text = raw.decode("utf-8-sig").strip()
+        except UnicodeDecodeError:
+            raise InputError(f"{where}: not UTF-8 text") from None
         if not text:
-            raise InputError(f"--token-file {token_file}: empty")
-        return text.splitlines()[0].strip()
+            raise InputError(f"{where}: empty")
+        return check_token(text.splitlines()[0].strip(), where)
     value = environ.get(TOKEN_ENV, "").strip()
-    return value or None
+    return check_token(value, TOKEN_ENV) if value else None
+
+
+def check_token(token: str, where: str) -> str:
+    """`token` if it can be a bearer token; else InputError saying why, without it."""
+    if not _TOKEN.match(token):
+        raise InputError(
+            f"{where}: a token must be 16 to 4096 visible ASCII characters"
+            f" (no spaces, controls or other characters); this one has {len(token)}"
+            " characters and is not shown"
+        )
+    return token

@@ -24,14 +24,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from acode_placement.errors import ReservationError
+from acode_placement.errors import PlacementError, ReservationError
 from acode_placement.history.store import (
+    RESTART,
+    DatabaseFile,
     _metadata,
     _reason,
     normalise_url,
     open_database,
 )
 from acode_placement.models import Capacity, Reservation, Resources, Usage
+from acode_placement.safe import mask_url
 
 T = TypeVar("T")
 _RETRIES = 8
@@ -69,6 +72,7 @@ class ReservationStore:
         self.reclaimed = 0  # expired leases this store ended
         self.on_reclaim: Callable[[int], None] | None = None
         self._engine: Engine | None = None
+        self._file: DatabaseFile | None = None
         self._opening = threading.Lock()
 
     # -------------------------------------------------------------------- leases
@@ -204,12 +208,24 @@ class ReservationStore:
 
     # ----------------------------------------------------------------- internals
 
+    def check(self) -> None:
+        """Raise ReservationError unless leases can be taken now (see `DatabaseFile`)."""
+        self._transaction(lambda connection: None)
+
     def _transaction(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run `work` in one transaction, retried when the database says conflict."""
+        """Run `work` in one transaction, retried when the database says conflict.
+
+        A SQLite file deleted, replaced or made read-only under this process stops
+        every transaction (before its work and again before its commit): a lease
+        granted in a file no other process sees would over-commit the target.
+        """
         for attempt in range(_RETRIES):
             try:
                 with self._opened().begin() as connection:
-                    return work(connection)
+                    self._guarded()
+                    done = work(connection)
+                    self._guarded()
+                    return done
             except sa.exc.DBAPIError as exc:  # locked, deadlock, serialisation: try again
                 if attempt == _RETRIES - 1 or not _retryable(exc):
                     raise ReservationError(f"reservations: {_reason(exc)}") from None
@@ -218,10 +234,28 @@ class ReservationStore:
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _guarded(self) -> None:
+        problem = self._file.problem() if self._file is not None else None
+        if problem is not None:
+            raise ReservationError(f"reservations {mask_url(self.url)}: {problem}{RESTART}")
+
     def _opened(self) -> Engine:
         with self._opening:
             if self._engine is None:
-                self._engine = open_database(self.url, immediate=True)
+                try:
+                    engine = open_database(self.url, immediate=True)
+                except PlacementError as exc:
+                    raise ReservationError(
+                        str(exc).replace("history ", "reservations ", 1)
+                    ) from None
+                try:
+                    self._file = DatabaseFile.of(self.url)
+                except OSError as exc:
+                    engine.dispose()
+                    raise ReservationError(
+                        f"reservations {mask_url(self.url)}: {exc.strerror}"
+                    ) from None
+                self._engine = engine
             return self._engine
 
     def _lock(self, connection: sa.Connection, target_id: str) -> None:

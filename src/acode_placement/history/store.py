@@ -13,6 +13,8 @@ feed the same inputs to today's engine.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from acode_placement.models import (
     PlacementResult,
     TaskRequirements,
 )
+from acode_placement.safe import mask_url
 
 T = TypeVar("T")
 HEAD = "0002"  # the newest migration; a test keeps it equal to Alembic's head
@@ -97,6 +100,47 @@ def normalise_url(url: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseFile:
+    """The SQLite file a process opened, by identity (device and inode), so that a
+    file deleted, replaced or made read-only under the process is noticed: SQLite
+    would otherwise go on writing to the unlinked file, which no other process sees."""
+
+    path: Path
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, url_text: str) -> DatabaseFile | None:
+        """The file behind a SQLite URL, once it exists; None for other databases."""
+        url = sa.make_url(url_text)
+        name = url.database
+        if url.get_backend_name() != "sqlite" or not name or name == ":memory:":
+            return None
+        if name.startswith("file:"):
+            return None  # a URI filename: SQLite's own parsing decides the path
+        path = Path(name)
+        found = os.stat(path)
+        return cls(path, found.st_dev, found.st_ino)
+
+    def problem(self) -> str | None:
+        """Why this file can no longer be trusted, or None while it is the same file."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return "the database file was deleted while this process had it open"
+        except OSError as exc:
+            return f"the database file cannot be checked: {exc.strerror}"
+        if (now.st_dev, now.st_ino) != (self.device, self.inode):
+            return "the database file was replaced while this process had it open"
+        if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
+            return "the database file (or its directory) became read-only"
+        return None
+
+
+RESTART = "; restart the process to open the database now at that path"
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """One recorded decision, as stored."""
 
@@ -155,6 +199,7 @@ class HistoryStore:
         self.retention_days = retention_days
         self.retention_count = retention_count
         self._engine: Engine | None = None
+        self._file: DatabaseFile | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------- writing
@@ -287,6 +332,12 @@ class HistoryStore:
 
         return self._read(fetch)
 
+    def check(self) -> None:
+        """Raise HistoryError unless the database can be read and written now: it
+        answers, and (SQLite) its file is still the one opened and writable."""
+        self.count()
+        self._guarded()
+
     def count(self) -> int:
         return self._read(
             lambda connection: int(
@@ -304,24 +355,39 @@ class HistoryStore:
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
         try:
             with self._opened().begin() as connection:
-                return work(connection)
+                self._guarded()
+                done = work(connection)
+                self._guarded()  # again just before the commit: never into a lost file
+                return done
         except SQLAlchemyError as exc:
             raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
 
     def _read(self, work: Callable[[sa.Connection], T]) -> T:
         try:
             with self._opened().connect() as connection:
+                self._guarded()
                 return work(connection)
         except SQLAlchemyError as exc:
             raise HistoryError(f"history {self._where()}: {_reason(exc)}") from None
 
+    def _guarded(self) -> None:
+        problem = self._file.problem() if self._file is not None else None
+        if problem is not None:
+            raise HistoryError(f"history {self._where()}: {problem}{RESTART}")
+
     def _where(self) -> str:
-        return sa.make_url(self.url).render_as_string(hide_password=True)
+        return mask_url(self.url)
 
     def _opened(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                self._engine = self._connect()
+                engine = self._connect()
+                try:
+                    self._file = DatabaseFile.of(self.url)
+                except OSError as exc:
+                    engine.dispose()
+                    raise HistoryError(f"history {self._where()}: {exc.strerror}") from None
+                self._engine = engine
             return self._engine
 
     def _connect(self) -> Engine:
@@ -335,15 +401,27 @@ def open_database(url_text: str, *, immediate: bool = False) -> Engine:
     lock first), so that a read-then-write such as check-and-reserve is atomic across
     processes.
     """
-    url = sa.make_url(url_text)
-    where = url.render_as_string(hide_password=True)
+    try:
+        url = sa.make_url(url_text)
+    except (sa.exc.ArgumentError, ValueError):
+        raise HistoryError(
+            f"history {mask_url(url_text)}: not a database URL"
+            " (e.g. sqlite:///path/history.db or postgresql+psycopg://host/db)"
+        ) from None
+    where = mask_url(url_text)
     options: dict[str, Any] = {}
     sqlite = url.get_backend_name() == "sqlite"
     if sqlite:
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(f"history {where}: {exc.strerror}") from None
         options["connect_args"] = {"timeout": 30}
-    engine = sa.create_engine(url, **options)
+    try:
+        engine = sa.create_engine(url, **options)
+    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise HistoryError(f"history {where}: {_reason(exc)}") from None
     if sqlite:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         if immediate:
@@ -444,7 +522,12 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]+""")
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's first line, with any URL in it masked (a parse error quotes it)."""
     original = getattr(exc, "orig", None)
-    text = str(original or exc).strip().splitlines()[0]
+    lines = str(original or exc).strip().splitlines()
+    text = _URL.sub(lambda m: mask_url(m.group()), lines[0] if lines else type(exc).__name__)
     return text[:300]

@@ -1,0 +1,104 @@
+"""uvicorn, bounded: how `serve` runs the HTTP service so that no client can hold it.
+
+uvicorn closes a connection that idles between requests (keep-alive), but not one
+that never finishes its request: a client that connects and sends nothing, or sends
+half a header and waits, holds a file descriptor for ever, and enough of them stop
+the server answering anyone. `GuardedProtocol` gives every request a deadline from
+its first byte (or from the connection) to its last body byte, caps the bytes of a
+request's head, and caps the connections open at once. The body's size is capped by
+`service.BodyLimit`, chunked or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_CONNECTIONS = 256  # open at once; more are answered 503 and closed
+REQUEST_SECONDS = 10.0  # from a request's first byte to its last
+IDLE_SECONDS = 5  # between requests on a kept-alive connection
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"connection: close\r\ncontent-length: 0\r\n\r\n"
+)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a request deadline, a head size cap and a
+    connection cap (class attributes, so that `serve` can set them)."""
+
+    max_connections = MAX_CONNECTIONS
+    request_seconds = REQUEST_SECONDS
+    max_head_bytes = MAX_HEAD_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes: int | None = None  # counting while a request's head arrives
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._start_request()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._start_request()  # the next request on a kept-alive connection
+        if self._head_bytes is not None:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._stop()
+                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._stop()  # the whole request arrived: the application's time is its own
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop()
+        super().connection_lost(exc)
+
+    def _start_request(self) -> None:
+        self._stop()
+        self._head_bytes = 0
+        self._deadline = self.loop.call_later(self.request_seconds, self._expired)
+
+    def _stop(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for `serve`: the guarded protocol, short idle timeouts."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=GuardedProtocol,
+        timeout_keep_alive=IDLE_SECONDS,
+        log_level="warning",
+        server_header=False,
+        **options,
+    )
