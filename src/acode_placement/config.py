@@ -11,7 +11,6 @@ import difflib
 import functools
 import os
 import re
-import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from pydantic_core import ErrorDetails
 from acode_placement.errors import InputError
 from acode_placement.explain import num
 from acode_placement.models import AnyTarget, PlacementSettings, Target, Task
+from acode_placement.safe import UnsafeFileError, read_regular
 
 M = TypeVar("M", bound=BaseModel)
 Path_ = tuple[str | int, ...]
@@ -136,38 +136,18 @@ def parse(text: str, source: str, model: type[M]) -> Loaded[M]:
 
 
 def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, at most `limit` of them; InputError naming the file else.
-
-    The file is opened without blocking and checked before it is read, so a FIFO, a
-    device (`/dev/zero`) or a socket is refused at once instead of hanging or filling
-    memory.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    """A regular file's bytes, at most `limit` of them (see `safe.read_regular`);
+    InputError naming the file when it is missing, not a regular file or too large."""
     try:
-        handle = os.open(path, flags)
+        return read_regular(path, limit)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a YAML file") from None
+    except UnsafeFileError as exc:
+        raise InputError(f"{path}: {exc}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        mode = os.fstat(handle).st_mode
-        if stat.S_ISDIR(mode):
-            raise InputError(f"{path}: is a directory, not a YAML file")
-        if not stat.S_ISREG(mode):
-            raise InputError(f"{path}: not a regular file (a pipe, device or socket)")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(handle, True)
-        with os.fdopen(handle, "rb", closefd=False) as file:
-            raw = file.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(handle)
-    if len(raw) > limit:
-        raise InputError(f"{path}: too large: over {limit // (1024 * 1024)} MiB")
-    return raw
 
 
 def _read(path: Path) -> str:

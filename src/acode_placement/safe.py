@@ -13,7 +13,10 @@ user-info and every query value before a URL is printed, logged or returned.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 # Format characters that reorder or hide text (bidirectional overrides and isolates,
@@ -71,3 +74,32 @@ def mask_url(url: str | None) -> str:
         query = "?" + "&".join(f"{name}={MASK}" for name in names) if names else f"?{MASK}"
     shown = f"{parts.scheme}://{netloc}{parts.path}{query}"
     return printable(shown)
+
+
+class UnsafeFileError(ValueError):
+    """A file that is not a regular file, or is larger than allowed."""
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them.
+
+    The file is opened without blocking and checked before it is read, so a FIFO, a
+    device (`/dev/zero`) or a socket is refused at once (UnsafeFileError) instead of
+    hanging or filling memory. OSError as `open` raises it (FileNotFoundError...).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    handle = os.open(path, flags)
+    try:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise UnsafeFileError("not a regular file (a pipe, device or socket)")
+        os.set_blocking(handle, True)
+        with os.fdopen(handle, "rb", closefd=False) as file:
+            raw = file.read(limit + 1)
+    finally:
+        os.close(handle)
+    if len(raw) > limit:
+        raise UnsafeFileError(f"too large: over {limit // (1024 * 1024) or 1} MiB")
+    return raw

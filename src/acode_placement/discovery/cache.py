@@ -17,7 +17,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import platformdirs
 from pydantic import ValidationError
 
 from acode_placement.models import AnyTarget, Capabilities, Ec2Target, SshTarget
+from acode_placement.safe import read_regular
 from acode_placement.telemetry import get_logger
 
 try:
@@ -35,6 +36,10 @@ except ImportError:  # pragma: no cover - Windows: atomic replace without a lock
 _log = get_logger("acode_placement.discovery")
 FORMAT = 1
 CACHE_ENV = "ACODE_PLACEMENT_CACHE"
+MAX_BYTES = 64 * 1024 * 1024
+# Clocks of machines sharing a home directory differ a little; an entry dated later
+# than this ahead of now was not written by a sane clock and is not trusted.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def default_path() -> Path:
@@ -104,11 +109,15 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: Any) -> Entry:
+        """An entry as written by `to_json`; ValueError (or KeyError, TypeError) else."""
+        at = datetime.fromisoformat(data["discoveredAt"])
+        if at.tzinfo is None:
+            raise ValueError(f"discoveredAt {data['discoveredAt']!r} has no time zone")
         return cls(
             fingerprint=str(data["fingerprint"]),
             capabilities=Capabilities.model_validate(data["capabilities"]),
             tools_checked=frozenset(str(t) for t in data["toolsChecked"]),
-            discovered_at=datetime.fromisoformat(data["discoveredAt"]),
+            discovered_at=at,
             notes=tuple(str(n) for n in data.get("notes", ())),
         )
 
@@ -152,25 +161,48 @@ class CapabilityCache:
         return self._entries
 
     def _read(self) -> dict[str, Entry]:
+        """The file's entries. A file that cannot be trusted (not JSON, another format, a
+        bad entry, not a regular file) is moved aside as `<name>.unreadable-<UTC time>`
+        and the cache starts empty; entries dated in the future are dropped."""
         assert self.path is not None
         try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
+            document = json.loads(read_regular(self.path, MAX_BYTES).decode("utf-8"))
             if document.get("format") != FORMAT:
                 raise ValueError(f"format {document.get('format')!r}, expected {FORMAT}")
-            return {str(k): Entry.from_json(v) for k, v in document["targets"].items()}
+            entries = {str(k): Entry.from_json(v) for k, v in document["targets"].items()}
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
-            aside = self.path.with_suffix(".unreadable")
-            with contextlib.suppress(OSError):
-                self.path.replace(aside)
-            _log.warning(
-                "discovery.cache_unreadable",
-                path=str(self.path),
-                moved_to=str(aside),
-                error=str(exc),
-            )
+            self._set_aside(str(exc))
             return {}
+        latest = datetime.now(UTC) + CLOCK_SKEW
+        future = [k for k, e in entries.items() if e.discovered_at > latest]
+        for target_id in future:
+            _log.warning(
+                "discovery.cache_entry_from_the_future",
+                target=target_id,
+                discovered_at=entries[target_id].discovered_at.isoformat(),
+            )
+            del entries[target_id]
+        return entries
+
+    def _set_aside(self, error: str) -> None:
+        assert self.path is not None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{stamp}")
+        try:
+            if self.path.is_file():
+                self.path.replace(aside)
+            else:  # a FIFO or a device where the cache should be: leave it, name it
+                aside = self.path
+        except OSError:
+            aside = self.path
+        _log.warning(
+            "discovery.cache_unreadable",
+            path=str(self.path),
+            moved_to=str(aside),
+            error=error[:300],
+        )
 
     def _write(self, entries: dict[str, Entry]) -> None:
         assert self.path is not None

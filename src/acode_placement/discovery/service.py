@@ -56,6 +56,7 @@ COMMON_TOOLS = frozenset(
 )
 
 Listener = Callable[[CapabilitiesChanged], None]
+MAX_BACKOFF = timedelta(minutes=15)
 
 
 class Observer(Protocol):
@@ -110,13 +111,15 @@ class Discovery:
         self.cache = cache or CapabilityCache()
         self.ttl = ttl
         self.concurrency = concurrency
-        # A target that just failed is not probed again before this (nor after the ttl).
+        # A target that just failed is not probed again before this; each failure in a
+        # row doubles the wait, up to MAX_BACKOFF (an unreadable key or a host that is
+        # down must not be retried, and logged, on every decision).
         self.retry_after = min(retry_after, ttl)
         self.stats = Stats()
         self._clock = clock
         self._listeners: list[Listener] = []
         self.observers: list[Observer] = []
-        self._failures: dict[str, tuple[ProbeError, datetime]] = {}
+        self._failures: dict[str, tuple[ProbeError, datetime, int]] = {}
         self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         # Merging discovered over declared values is costly; it is kept per target until
@@ -181,9 +184,13 @@ class Discovery:
 
     def _recent_failure(self, target: AnyTarget, now: datetime) -> ProbeError | None:
         failed = self._failures.get(target.id)
-        if failed is None or (now - failed[1]) >= self.retry_after:
+        if failed is None:
             return None
-        return failed[0]
+        error, at, in_a_row = failed
+        wait = min(
+            self.retry_after * 2 ** min(in_a_row - 1, 20), max(MAX_BACKOFF, self.retry_after)
+        )
+        return None if now - at >= wait else error
 
     # ------------------------------------------------------------------- internals
 
@@ -210,12 +217,12 @@ class Discovery:
             self.stats.probes += 1
             started = time.perf_counter()
             try:
-                report = await self.probers[job.target.kind].probe(
-                    job.target, job.tools, tools_only=job.tools_only
-                )
+                report = await self._probe(job)
             except ProbeError as exc:
                 self.stats.failures += 1
-                self._failures[job.target.id] = (exc, self._clock())
+                before = self._failures.get(job.target.id)
+                in_a_row = before[2] + 1 if before else 1
+                self._failures[job.target.id] = (exc, self._clock(), in_a_row)
                 for observer in self.observers:
                     observer.probed(job.target.kind.value, time.perf_counter() - started)
                     observer.probe_failed(job.target.id, exc.status.value)
@@ -238,6 +245,18 @@ class Discovery:
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return report
+
+    async def _probe(self, job: _Job) -> ProbeReport:
+        """The prober's report; any failure of it (a plug-in's bug included) as ProbeError."""
+        try:
+            return await self.probers[job.target.kind].probe(
+                job.target, job.tools, tools_only=job.tools_only
+            )
+        except ProbeError:
+            raise
+        except Exception as exc:  # a prober must never break discovery
+            cause = f"discovery failed: {type(exc).__name__}: {exc}"
+            raise ProbeError(DiscoveryStatus.UNVERIFIED, cause[:300]) from None
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()

@@ -57,15 +57,11 @@ class SshProbe:
         else:
             command, stdin = shlex.join(sh_arguments(tools, tools_only)), script("probe.sh")
         where = f"{target.host}:{target.port}"
-        key = target.identity_file
-        if key and not Path(key).expanduser().is_file():
-            raise ProbeError(
-                DiscoveryStatus.UNVERIFIED, f"{where}: identityFile {key} does not exist"
-            )
+        keys = _identity(target, where)
         stage = "connect"
         try:
             async with asyncio.timeout(self.timeout):
-                async with asyncssh.connect(**self._options(target)) as connection:
+                async with asyncssh.connect(**self._options(target, keys)) as connection:
                     stage = "run"
                     result = await connection.run(command, input=stdin, check=False)
         except TimeoutError:
@@ -86,7 +82,7 @@ class SshProbe:
             ) from None
         except asyncssh.PermissionDenied:
             user = f" as {target.user}" if target.user else ""
-            key = f" with {target.identity_file}" if target.identity_file else ""
+            key = " with its identityFile" if target.identity_file else ""
             raise ProbeError(
                 DiscoveryStatus.UNVERIFIED, f"{where}: login{user}{key} refused"
             ) from None
@@ -102,7 +98,7 @@ class SshProbe:
         stdout = result.stdout if isinstance(result.stdout, str) else ""
         return probe_report(stdout, where, tools, tools_only)
 
-    def _options(self, target: SshTarget) -> dict[str, object]:
+    def _options(self, target: SshTarget, keys: list[asyncssh.SSHKey] | None) -> dict[str, object]:
         options: dict[str, object] = {
             "host": target.host,
             "port": target.port,
@@ -112,8 +108,8 @@ class SshProbe:
         }
         if target.user:
             options["username"] = target.user
-        if target.identity_file:
-            options["client_keys"] = [str(Path(target.identity_file).expanduser())]
+        if keys is not None:
+            options["client_keys"] = keys
         if self.accept_new_host_keys:
             options["client_factory"] = lambda: _AcceptNewClient(self.known_hosts, self._trusted())
         return options
@@ -124,6 +120,28 @@ class SshProbe:
         except FileNotFoundError:
             text = ""
         return asyncssh.import_known_hosts(text)
+
+
+def _identity(target: SshTarget, where: str) -> list[asyncssh.SSHKey] | None:
+    """The target's identityFile, read now: a missing, unreadable or undecodable key is
+    a probe failure (unverified, so that it is retried only after a back-off) whose
+    cause names the problem but never the key's path."""
+    if not target.identity_file:
+        return None
+    path = Path(target.identity_file).expanduser()
+    try:
+        return [asyncssh.read_private_key(path)]
+    except FileNotFoundError:
+        cause = "identityFile does not exist"
+    except IsADirectoryError:
+        cause = "identityFile is a directory"
+    except OSError as exc:
+        cause = f"identityFile cannot be read ({(exc.strerror or 'error').lower()})"
+    except asyncssh.KeyEncryptionError:
+        cause = "identityFile needs a passphrase (use an agent-free, unencrypted key)"
+    except (asyncssh.KeyImportError, ValueError):
+        cause = "identityFile is not a private key asyncssh can read"
+    raise ProbeError(DiscoveryStatus.UNVERIFIED, f"{where}: {cause}")
 
 
 class _AcceptNewClient(asyncssh.SSHClient):
