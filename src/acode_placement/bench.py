@@ -29,7 +29,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from acode_placement import explain
 from acode_placement.discovery.cache import CapabilityCache
@@ -48,6 +48,7 @@ from acode_placement.models import (
     TargetKind,
     TaskRequirements,
 )
+from acode_placement.safe import printable
 
 TOOLS = ["docker", "git", "python3", "make", "gcc", "kubectl", "helm", "nvidia-smi", "node"]
 NVIDIA = [
@@ -293,16 +294,39 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MAX_SIZE = 100_000
+MAX_RUNS = 100_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"acode-placement: error: bench: {printable(message)}\n")
+
+
+def _sizes(text: str) -> list[int]:
+    parts = [s.strip() for s in text.split(",") if s.strip()]
+    if not parts or not all(p.isdigit() and 1 <= int(p) <= MAX_SIZE for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give fleet sizes from 1 to {MAX_SIZE}, comma-separated (10,100,1000)"
+        )
+    return [int(p) for p in parts]
+
+
+def _runs(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to {MAX_RUNS}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="acode-placement bench", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--sizes", default="10,100,1000,10000")
-    parser.add_argument("--runs", type=int, default=200)
+    parser = _Parser(prog="acode-placement bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=_sizes, default=[10, 100, 1000, 10000])
+    parser.add_argument("--runs", type=_runs, default=200)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    report = run(sizes, args.runs)
+    report = run(args.sizes, args.runs)
     print(json.dumps(report, indent=2) if args.json else render(report))
     differing = [r["targets"] for r in report["results"] if r["samePick"] is False]
     if differing:

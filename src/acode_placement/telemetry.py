@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from acode_placement.safe import mask_url, printable
+
 _ROOT = "acode_placement"
 logging.getLogger(_ROOT).addHandler(logging.NullHandler())
 
@@ -33,16 +35,34 @@ SECRET_KEYS = frozenset(
         "credentials",
         "private_key",
         "authorization",
+        "identity_file",
+        "identityfile",
+        "key_path",
+        "sslkey",
+        "sslcert",
+        "sslpassword",
     }
 )
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask the values of secret-looking keys."""
+    """structlog processor: mask the values of secret-looking keys, and the secrets in
+    URLs (user-info, query values) of keys that name a URL."""
     for key in list(event):
         lowered = key.lower()
         if lowered in SECRET_KEYS or lowered.endswith(("_token", "_secret", "_password")):
             event[key] = "***"
+        elif (lowered == "url" or lowered.endswith("_url")) and isinstance(event[key], str):
+            event[key] = mask_url(event[key])
+    return event
+
+
+def literal(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor for lines read by people: control characters in any text
+    value shown as escapes, so that a logged name cannot drive the terminal."""
+    for key, value in list(event.items()):
+        if isinstance(value, str):
+            event[key] = printable(value)
     return event
 
 
@@ -83,9 +103,14 @@ def configure_logging(level: str = "warning", fmt: str = "json") -> None:
     for handler in [h for h in logger.handlers if getattr(h, "_acode", False)]:
         logger.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
+    escape = [literal] if fmt == "console" else []  # JSON escapes controls itself
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *escape,
+                renderer,
+            ],
             foreign_pre_chain=_SHARED,
         )
     )
