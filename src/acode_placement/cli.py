@@ -18,7 +18,6 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -84,13 +83,13 @@ class _Group(TyperGroup):
     ) -> Any:
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()  # the help text, as `--help` prints it
-            code = exc.exit_code
-        except click.ClickException as exc:
-            _fail(f"{exc.format_message()}{_usage_hint(exc)}")
+        except typer.TyperException as exc:  # click's errors, as typer vendors them
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # the help, as --help prints it
+            else:
+                _fail(f"{exc.format_message()}{_usage_hint(exc)}")
             code = 2
-        except click.Abort:
+        except typer.Abort:
             _fail("aborted")
             code = 2
         except Exception as exc:  # the last net: one line, never a traceback
@@ -101,11 +100,10 @@ class _Group(TyperGroup):
         sys.exit(code or 0)
 
 
-def _usage_hint(exc: click.ClickException) -> str:
+def _usage_hint(exc: typer.TyperException) -> str:
     ctx = getattr(exc, "ctx", None)
-    if isinstance(exc, click.UsageError) and ctx is not None:
-        return f" (see: {ctx.command_path} --help)"
-    return ""
+    path = getattr(ctx, "command_path", None)
+    return f" (see: {path} --help)" if path else ""
 
 
 def _fail(message: str) -> None:
