@@ -29,6 +29,10 @@ _HEAD_TOO_LARGE = (
 )
 
 
+class HeadTooLargeError(Exception):
+    """A request's line and headers exceed the limit (answered 431)."""
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a request deadline, a head size cap and a
     connection cap (class attributes, so that `serve` can set them)."""
@@ -41,6 +45,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._head_bytes: int | None = None  # counting while a request's head arrives
+        self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,18 +58,33 @@ class GuardedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._start_request()  # the next request on a kept-alive connection
-        if self._head_bytes is not None:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes:
-                self._stop()
-                self.transport.write(_HEAD_TOO_LARGE)
-                self.transport.close()
-                return
+        in_head = self._head_bytes is not None
         super().data_received(data)
+        if in_head and self._head_bytes is not None:  # the head is still not complete
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes and not self.transport.is_closing():
+                self._head_too_large()
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_head_bytes:
+            # Raised in a parser callback, this stops the parser; uvicorn then answers
+            # with send_400_response, which answers 431 instead.
+            self._too_large = True
+            raise HeadTooLargeError(size)
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._head_too_large()
+        else:
+            super().send_400_response(msg)
+
+    def _head_too_large(self) -> None:
+        self._stop()
+        self.transport.write(_HEAD_TOO_LARGE)
+        self.transport.close()
 
     def on_message_complete(self) -> None:
         self._stop()  # the whole request arrived: the application's time is its own
@@ -90,13 +110,19 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+def config(
+    app: Any,
+    host: str,
+    port: int,
+    protocol: type[GuardedProtocol] = GuardedProtocol,
+    **options: Any,
+) -> uvicorn.Config:
     """uvicorn's settings for `serve`: the guarded protocol, short idle timeouts."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=GuardedProtocol,
+        http=protocol,
         timeout_keep_alive=IDLE_SECONDS,
         log_level="warning",
         server_header=False,

@@ -33,6 +33,7 @@ from acode_placement.history.store import HistoryError
 from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,
+    Flag,
     PlacementOptions,
     Task,
     TaskRequirements,
@@ -53,7 +54,7 @@ class PlacementRequest(_Model):
     task: Task | None = None
     requirements: TaskRequirements | None = None
     options: PlacementOptions | None = None
-    reserve: bool = False
+    reserve: Flag = False
     owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
     @model_validator(mode="after")
@@ -71,7 +72,7 @@ class PlacementRequest(_Model):
 
 class DiscoverRequest(_Model):
     ids: list[str] = Field(default_factory=list, description="target ids; empty: every target")
-    refresh: bool = False
+    refresh: Flag = False
 
 
 class ProblemDetail(_Model):
