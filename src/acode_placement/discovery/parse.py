@@ -169,19 +169,17 @@ def check_complete(
             raise ProbeOutputError(f"incomplete: no {key.split('_')[0]} value")
 
 
-def check_plausible(report: ProbeReport) -> None:
-    """Refuse facts beyond any real machine (the bounds are this module's MAX_*)."""
-    caps = report.capabilities
-    bounds = (
-        ("cpu", caps.cpu, MAX_CPUS, "CPUs"),
-        ("memory", caps.memory_gb, MAX_MEMORY_GB, "GB"),
-        ("disk", caps.disk_gb, MAX_DISK_GB, "GB"),
-    )
-    for name, value, most, unit in bounds:
-        if value is not None and value > most:
-            raise ProbeOutputError(f"implausible {name}: {value:g} {unit} (at most {most:g})")
-    if caps.cpu is not None and caps.cpu < 1:
+def _bounded(name: str, value: float | None, most: float, unit: str) -> float | None:
+    if value is not None and value > most:
+        raise ProbeOutputError(f"implausible {name}: {value:g} {unit} (at most {most:g})")
+    if name == "cpu" and value is not None and value < 1:
         raise ProbeOutputError("implausible cpu: 0 CPUs")
+    return value
+
+
+def check_plausible(report: ProbeReport) -> None:
+    """Refuse facts beyond any real machine (the bounds are this module's MAX_*; the
+    machine-wide amounts are checked as they are read)."""
     if len(report.gpus) > MAX_GPUS:
         raise ProbeOutputError(f"implausible: {len(report.gpus)} GPUs (at most {MAX_GPUS})")
     for gpu in report.gpus:
@@ -235,12 +233,13 @@ def _report(
     gpu, more = summarise_gpus(gpus)
     notes.extend(more)
     network = values.get("route")
+    cpu = _bounded("cpu", _count(values, "cpu"), MAX_CPUS, "CPUs")
+    memory = _size(values, "mem_kb", _KIB_PER_GIB) or _size(values, "mem_bytes", _BYTES_PER_GIB)
+    disk = _size(values, "disk_kb", _KIB_PER_GIB) or _size(values, "disk_bytes", _BYTES_PER_GIB)
     caps = Capabilities(
-        cpu=_count(values, "cpu"),
-        memory_gb=_size(values, "mem_kb", _KIB_PER_GIB)
-        or _size(values, "mem_bytes", _BYTES_PER_GIB),
-        disk_gb=_size(values, "disk_kb", _KIB_PER_GIB)
-        or _size(values, "disk_bytes", _BYTES_PER_GIB),
+        cpu=cpu,
+        memory_gb=_bounded("memory", memory, MAX_MEMORY_GB, "GB"),
+        disk_gb=_bounded("disk", disk, MAX_DISK_GB, "GB"),
         gpu=gpu,
         tools=found,
         os=os_name,

@@ -145,7 +145,13 @@ async def _communicate(process: asyncio.subprocess.Process, stdin: bytes) -> tup
     with contextlib.suppress(ConnectionError):
         await process.stdin.drain()
     process.stdin.close()
-    out, err = await asyncio.gather(_bounded(process.stdout), _bounded(process.stderr))
+    readers = [asyncio.ensure_future(_bounded(s)) for s in (process.stdout, process.stderr)]
+    try:
+        out, err = await asyncio.gather(*readers)
+    finally:
+        for reader in readers:  # one failed (too much output): stop the other too
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
     await process.wait()
     return out, err
 
@@ -164,14 +170,18 @@ async def _bounded(stream: asyncio.StreamReader) -> bytes:
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Kill the probe and everything it started, unless it has already ended."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if sys.platform == "win32":
-            process.kill()
-        else:
-            os.killpg(process.pid, signal.SIGKILL)
+    """Kill the probe and everything it started, unless it has already ended, and
+    close its pipes: output left unread (over the bound) would otherwise keep
+    `wait()` waiting for an end of file that never comes."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if sys.platform == "win32":
+                process.kill()
+            else:
+                os.killpg(process.pid, signal.SIGKILL)
+    transport = getattr(process, "_transport", None)  # asyncio has no public way
+    if transport is not None:
+        transport.close()
     # Waiting is shielded so that a cancelled caller still leaves no zombie.
     await asyncio.shield(process.wait())
 

@@ -255,7 +255,8 @@ class Discovery:
         except ProbeError:
             raise
         except Exception as exc:  # a prober must never break discovery
-            cause = f"discovery failed: {type(exc).__name__}: {exc}"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            cause = f"discovery failed: {type(exc).__name__}: {first}"
             raise ProbeError(DiscoveryStatus.UNVERIFIED, cause[:300]) from None
 
     def _semaphore(self) -> asyncio.Semaphore:

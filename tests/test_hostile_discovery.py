@@ -1,0 +1,233 @@
+"""Hostile machines: the real probe (probe.sh under sh) run with stand-in tools on PATH
+that lie, flood, hang or inject lines; tool names that look like options; and an
+interrupted command. A lie beyond any real machine is refused with its cause and the
+last good facts are kept; nothing a probe starts outlives it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acode_placement.discovery.cache import CapabilityCache
+from acode_placement.discovery.probes import LocalProbe, ProbeError, script, sh_arguments
+from acode_placement.discovery.service import Discovery
+from acode_placement.models import LocalTarget, TargetKind
+from tests.hostile import SCRIPT, Ran, assert_sane, environment
+
+LOCAL = LocalTarget(id="local")
+HARDWARE = ("os", "arch", "cpu", "mem_kb", "disk_kb")
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """Put an executable `name` with shell `body` first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def make(name: str, body: str) -> Path:
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        return path
+
+    return make
+
+
+def probe(timeout: float = 5.0, tools: frozenset[str] = frozenset()) -> object:
+    return asyncio.run(LocalProbe(timeout).probe(LOCAL, tools))
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose command line holds `marker` (what a probe must not leave behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+LIES = {
+    "nvidia-200000-gpus": (
+        "nvidia-smi",
+        'i=0; while [ $i -lt 200000 ]; do echo "$i, NVIDIA H100, 81559, 535.1"; i=$((i+1)); done',
+        "printed over|implausible",
+    ),
+    "nvidia-vram-beyond-any-card": (
+        "nvidia-smi",
+        'echo "0, NVIDIA H100, 9000000000, 535.1"',
+        "implausible GPU memory",
+    ),
+    "nvidia-floods": ("nvidia-smi", "yes '0, NVIDIA H100, 81559, 535.1'", "printed over"),
+    "nvidia-injects-lines": (
+        "nvidia-smi",
+        "printf '0, A, 1, 1\\nnvidia-smi-end 0\\ncpu 1000000\\n'",
+        "given twice",
+    ),
+    "nproc-400-digits": ("nproc", "printf '%0400d\\n' 7", "not a whole number"),
+    "nproc-exponent": ("nproc", "echo 1e32", "not a whole number"),
+    "nproc-too-many": ("nproc", "echo 1000000", "implausible cpu"),
+    "nproc-zero": ("nproc", "echo 0", "implausible cpu"),
+    "nproc-and-getconf-silent": ("nproc", "exit 1", "incomplete: no cpu"),
+    "df-beyond-exabytes": (
+        "df",
+        "echo 'Filesystem 1024-blocks Used Available Capacity Mounted'; "
+        "echo '/dev/x 1 1 99999999999999999999999999 1% /'",
+        "not a whole number",
+    ),
+    "df-huge-but-short": (
+        "df",
+        "echo 'Filesystem 1024-blocks Used Available Capacity Mounted'; "
+        "echo '/dev/x 1 1 99999999999999999999 1% /'",
+        "implausible disk",
+    ),
+}
+
+
+@pytest.mark.parametrize(("tool", "body", "cause"), LIES.values(), ids=LIES.keys())
+def test_a_lying_machine_is_refused_and_its_last_good_facts_kept(
+    stand_in: Callable[[str, str], Path],
+    tmp_path: Path,
+    tool: str,
+    body: str,
+    cause: str,
+) -> None:
+    discovery = Discovery(
+        {TargetKind.LOCAL: LocalProbe(timeout=10)},
+        CapabilityCache(tmp_path / "cache.json"),
+        ttl=timedelta(0),
+        retry_after=timedelta(0),
+    )
+    (good,) = asyncio.run(discovery.lookup([LOCAL], timeout=10))
+    assert good.status == "fresh" and good.capabilities.cpu
+    if tool == "nproc":
+        stand_in("getconf", "exit 1")  # no way round the lie
+    stand_in(tool, body)
+    (after,) = asyncio.run(discovery.lookup([LOCAL], refresh=True, timeout=10))
+    assert after.status == "stale", after
+    assert after.capabilities.cpu == good.capabilities.cpu
+    assert after.capabilities.memory_gb == good.capabilities.memory_gb
+    assert re.search(cause, after.cause or ""), after.cause
+
+
+def test_a_gpu_model_full_of_escapes_is_kept_as_data(stand_in: Callable[[str, str], Path]) -> None:
+    stand_in("nvidia-smi", "printf '0, [/]\\033[2J\\033]8;;http://x\\007A100, 40960, 535.1\\n'")
+    report = probe()
+    gpu = report.capabilities.gpu  # type: ignore[attr-defined]
+    assert gpu.model == "[/]\x1b[2J\x1b]8;;http://x\x07A100" and gpu.vram_gb == 40
+
+
+def test_a_hanging_gpu_tool_leaves_no_process(stand_in: Callable[[str, str], Path]) -> None:
+    stand_in("nvidia-smi", "exec sleep 31337.25")
+    started = time.monotonic()
+    with pytest.raises(ProbeError, match="did not finish"):
+        probe(timeout=1.0)
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while processes_with("31337.25") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with("31337.25") == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_command_leaves_no_probe_behind(
+    tmp_path: Path, stand_in: Callable[[str, str], Path], sig: signal.Signals
+) -> None:
+    marker = f"4242.{sig.value}"
+    stand_in("nvidia-smi", f"exec sleep {marker}")
+    config = tmp_path / "p.yaml"
+    config.write_text(yaml.safe_dump({"placement": {"probeTimeout": 60, "decisionTimeout": 60}}))
+    env = environment(tmp_path, PATH=os.environ["PATH"])
+    process = subprocess.Popen(
+        [str(SCRIPT), "discover", "--refresh", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not processes_with(marker):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in err, err
+    assert process.returncode in (128 + sig.value, 130, -sig.value), (process.returncode, err)
+    deadline = time.monotonic() + 5
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with(marker) == [], "the probe's children outlived the command"
+
+
+# Names the tool pattern used to allow, and worse: none may change the hardware facts.
+OPTION_LIKE = st.lists(
+    st.one_of(
+        st.sampled_from(["--tools-only", "tools", "all", "-s", "--", "-", "-e", "--help"]),
+        st.from_regex(r"\A[A-Za-z0-9._+-]{1,64}\Z", fullmatch=True),
+    ),
+    max_size=6,
+)
+
+
+def hardware(tools: list[str]) -> dict[str, str]:
+    """The hardware lines of a real probe run with these tool arguments."""
+    done = subprocess.run(
+        sh_arguments(tools, tools_only=False),
+        input=script("probe.sh"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = dict(line.partition(" ")[::2] for line in done.stdout.splitlines())
+    return {key: lines.get(key, "") for key in HARDWARE}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tools=OPTION_LIKE)
+def test_no_tool_name_changes_the_hardware_facts(tools: list[str]) -> None:
+    baseline = hardware([])
+    assert all(baseline[key] for key in ("os", "cpu")), baseline
+    found = hardware(tools)
+    # disk_kb may move between two runs (other processes write); the rest may not
+    assert {k: v for k, v in found.items() if k != "disk_kb"} == {
+        k: v for k, v in baseline.items() if k != "disk_kb"
+    }
+    assert found["disk_kb"].isdigit()
+
+
+def test_the_command_line_refuses_an_option_as_a_tool(tmp_path: Path) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text("task:\n  name: t\n  requirements: {tools: ['--tools-only']}\n")
+    done = subprocess.run(
+        [str(SCRIPT), "place", str(task)],
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ran = Ran(done.returncode, done.stdout, done.stderr)
+    assert_sane(ran)
+    assert ran.code == 2 and "invalid tool name '--tools-only'" in ran.err
