@@ -442,6 +442,8 @@ def place(
         _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
         return
     run = _prepare(targets, config, strategy, mode, no_discovery)
+    if reserve and run.engine.reservations is not None:
+        run.engine.reservations.check()  # a lease needs its database: say so before deciding
     _, result = _decide(task, run, reserve=reserve, owner=owner)
     if json_out:
         _print_json(explain.result_json(result))

@@ -35,6 +35,11 @@ class ReservationError(PlacementError):
     """A reservation that does not exist or has expired; or the store failed."""
 
 
+class StoreUnavailableError(ReservationError):
+    """The reservation database cannot be used now (unreachable, or its file was
+    deleted, replaced or made read-only under this process): no lease is granted."""
+
+
 class AwsApiError(Exception):
     """An AWS call failed; the message says why in a person's words. Always caught:
     ec2 targets then use the shipped catalog."""

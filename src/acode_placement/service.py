@@ -28,7 +28,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from acode_placement import explain
 from acode_placement.config import TOKEN_ENV, describe_error, package_version, read_bounded
 from acode_placement.engine import PlacementEngine
-from acode_placement.errors import InputError, PlacementError, ReservationError, UnknownNameError
+from acode_placement.errors import (
+    InputError,
+    PlacementError,
+    ReservationError,
+    StoreUnavailableError,
+    UnknownNameError,
+)
 from acode_placement.history.store import HistoryError
 from acode_placement.matching import selects
 from acode_placement.models import (
@@ -262,7 +268,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 
 async def _refused(_: Request, exc: PlacementError) -> JSONResponse:
-    if isinstance(exc, HistoryError):
+    if isinstance(exc, HistoryError | StoreUnavailableError):
         return problem(503, "Service Unavailable", str(exc))
     if isinstance(exc, ReservationError) and "no reservation" in str(exc):
         return problem(404, "Not Found", str(exc))

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from acode_placement.errors import PlacementError, ReservationError
+from acode_placement.errors import PlacementError, ReservationError, StoreUnavailableError
 from acode_placement.history.store import (
     RESTART,
     DatabaseFile,
@@ -228,16 +228,16 @@ class ReservationStore:
                     return done
             except sa.exc.DBAPIError as exc:  # locked, deadlock, serialisation: try again
                 if attempt == _RETRIES - 1 or not _retryable(exc):
-                    raise ReservationError(f"reservations: {_reason(exc)}") from None
+                    raise StoreUnavailableError(f"reservations: {_reason(exc)}") from None
             except SQLAlchemyError as exc:
-                raise ReservationError(f"reservations: {_reason(exc)}") from None
+                raise StoreUnavailableError(f"reservations: {_reason(exc)}") from None
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _guarded(self) -> None:
         problem = self._file.problem() if self._file is not None else None
         if problem is not None:
-            raise ReservationError(f"reservations {mask_url(self.url)}: {problem}{RESTART}")
+            raise StoreUnavailableError(f"reservations {mask_url(self.url)}: {problem}{RESTART}")
 
     def _opened(self) -> Engine:
         with self._opening:
@@ -245,14 +245,13 @@ class ReservationStore:
                 try:
                     engine = open_database(self.url, immediate=True)
                 except PlacementError as exc:
-                    raise ReservationError(
-                        str(exc).replace("history ", "reservations ", 1)
-                    ) from None
+                    text = str(exc).replace("history ", "reservations ", 1)
+                    raise StoreUnavailableError(text) from None
                 try:
                     self._file = DatabaseFile.of(self.url)
                 except OSError as exc:
                     engine.dispose()
-                    raise ReservationError(
+                    raise StoreUnavailableError(
                         f"reservations {mask_url(self.url)}: {exc.strerror}"
                     ) from None
                 self._engine = engine
