@@ -5,7 +5,11 @@ GPU models an attacker chose are printed literally by every command that shows t
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -244,3 +248,65 @@ def test_logs_escape_what_they_quote(hostile: tuple[Path, Path], log_format: str
     )  # fmt: skip
     assert_sane(ran)
     assert ran.code == 0
+
+
+class _Nonsense(BaseHTTPRequestHandler):
+    """A server that answers every request with what the path names."""
+
+    answers: ClassVar[dict[str, tuple[int, str, bytes]]] = {
+        "/html/v1/placements": (200, "text/html", b"<html>\x1b[2Jhello</html>"),
+        "/empty-json/v1/placements": (200, "application/json", b"{}"),
+        "/list/v1/placements": (200, "application/json", b"[1, 2]"),
+        "/wrong-types/v1/placements": (
+            200,
+            "application/json",
+            b'{"target": 5, "score": "x", "success": true}',
+        ),
+        "/error-html/v1/placements": (500, "text/html", b"<h1>\x1b]8;;x\x07boom</h1>"),
+        "/no-target/v1/placements": (
+            200,
+            "application/json",
+            b'{"success": false, "target": null, "score": 0, "strategy": "auto", "mode": "burst",'
+            b' "estimatedCost": null, "reason": "NoValidTarget", "why": "0/1 [/]\\u001b eligible",'
+            b' "alternatives": []}',
+        ),
+        "/error-problem/v1/placements": (
+            503,
+            "application/problem+json",
+            b'{"detail": {"nested": "hunter2"}}',
+        ),
+    }
+
+    def do_POST(self) -> None:
+        status, kind, body = self.answers.get(self.path, (404, "text/plain", b"?"))
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def nonsense() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Nonsense)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("path", [p.removesuffix("/v1/placements") for p in _Nonsense.answers])
+@pytest.mark.parametrize("json_out", [False, True], ids=["text", "json"])
+def test_a_server_answering_nonsense(
+    tmp_path: Path, task: Path, nonsense: str, path: str, json_out: bool
+) -> None:
+    argv: list[str | Path] = ["place", task, "--server", nonsense + path]
+    ran = run(tmp_path, *argv, *(["--json"] if json_out else []), timeout=30)
+    assert_sane(ran)
+    if path == "/no-target":  # a real answer: no target, exit 1, printed literally
+        assert ran.code == 1 and ("\\x1b" in ran.out if not json_out else "\\u001b" in ran.out)
+    else:
+        assert_refused(ran)

@@ -6,13 +6,15 @@ last good facts are kept; nothing a probe starts outlives it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,10 +22,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acode_placement.discovery.cache import CapabilityCache
+from acode_placement.discovery.cache import CapabilityCache, fingerprint
 from acode_placement.discovery.probes import LocalProbe, ProbeError, script, sh_arguments
 from acode_placement.discovery.service import Discovery
-from acode_placement.models import LocalTarget, TargetKind
+from acode_placement.models import Known, LocalTarget, TargetKind
 from tests.hostile import SCRIPT, Ran, assert_sane, environment
 
 LOCAL = LocalTarget(id="local")
@@ -231,3 +233,69 @@ def test_the_command_line_refuses_an_option_as_a_tool(tmp_path: Path) -> None:
     ran = Ran(done.returncode, done.stdout, done.stderr)
     assert_sane(ran)
     assert ran.code == 2 and "invalid tool name '--tools-only'" in ran.err
+
+
+class TestTheCache:
+    """The capability cache is a file others can write: it is never trusted blindly."""
+
+    def entry(self, when: str, cpu: int = 999) -> dict[str, object]:
+        return {
+            "fingerprint": fingerprint(LOCAL),
+            "capabilities": {"cpu": cpu, "memoryGb": 1},
+            "toolsChecked": [],
+            "discoveredAt": when,
+            "notes": [],
+        }
+
+    def lookup(self, path: Path) -> Known:
+        discovery = Discovery({TargetKind.LOCAL: LocalProbe(10)}, CapabilityCache(path))
+        (known,) = asyncio.run(discovery.lookup([LOCAL], timeout=10))
+        return known
+
+    def test_an_entry_from_the_future_is_not_trusted(self, tmp_path: Path) -> None:
+        path = tmp_path / "capabilities.json"
+        document = {"format": 1, "targets": {"local": self.entry("2099-01-01T00:00:00+00:00")}}
+        path.write_text(json.dumps(document))
+        known = self.lookup(path)
+        assert known.status == "fresh" and known.capabilities.cpu != 999
+
+    def test_a_recent_entry_is_used(self, tmp_path: Path) -> None:
+        """The control: an entry of a minute ago is a cache hit, cpu and all."""
+        path = tmp_path / "capabilities.json"
+        when = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        path.write_text(json.dumps({"format": 1, "targets": {"local": self.entry(when)}}))
+        known = self.lookup(path)
+        assert known.status == "cached" and known.capabilities.cpu == 999
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            '{"format": 1, "targets": {"local": {"fingerprint": ',
+            '{"format": 99, "targets": {}}',
+            '{"format": 1, "targets": {"local": {"fingerprint": "x", "capabilities": {"cpu": -1},'
+            ' "toolsChecked": [], "discoveredAt": "2026-01-01T00:00:00+00:00"}}}',
+            '{"format": 1, "targets": {"local": {"fingerprint": "x", "capabilities": {},'
+            ' "toolsChecked": [], "discoveredAt": "2026-01-01T00:00:00"}}}',
+            "[]",
+            "\x00\xff",
+        ],
+        ids=["cut-short", "other-format", "bad-value", "naive-date", "not-an-object", "binary"],
+    )
+    def test_a_corrupt_cache_is_set_aside_with_a_stamp(self, tmp_path: Path, text: str) -> None:
+        path = tmp_path / "capabilities.json"
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        assert self.lookup(path).status == "fresh"
+        (aside,) = tmp_path.glob("capabilities.json.unreadable-*")
+        assert aside.read_text(errors="surrogateescape") == text  # kept, as it was
+        assert "local" in json.loads(path.read_text())["targets"]  # and rebuilt
+        assert self.lookup(path).status == "cached"  # later runs are fine
+
+    def test_a_fifo_in_place_of_the_cache_neither_hangs_nor_is_replaced(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "capabilities.json"
+        os.mkfifo(path)
+        started = time.monotonic()
+        assert self.lookup(path).status == "fresh"
+        assert time.monotonic() - started < 10
+        assert stat.S_ISFIFO(os.stat(path).st_mode)

@@ -296,16 +296,29 @@ def _place_remotely(
         options = PlacementOptions(strategy=strategy or "auto", mode=Mode(mode or "burst"))
     with PlacementClient(server) as client:
         result = client.place(task, options, reserve=reserve, owner=owner)
-    if json_out:
-        _print_json(result)
-        raise typer.Exit(0 if isinstance(result, dict) and result.get("success") else 1)
     try:
-        _print_remote(result)
+        _check_placement(result)
+        if json_out:
+            _print_json(result)
+        else:
+            _print_remote(result)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise PlacementError(
             f"--server {mask_url(server)}: the answer is not a placement"
         ) from None
-    raise typer.Exit(0 if result.get("success") is True else 1)
+    raise typer.Exit(0 if result["success"] else 1)
+
+
+def _check_placement(result: Any) -> None:
+    """Raise TypeError unless `result` has the shape of a `place --json` object."""
+    if not isinstance(result, dict) or not isinstance(result.get("success"), bool):
+        raise TypeError("not a placement")
+    target = result.get("target")
+    named = isinstance(target, dict) and isinstance(target.get("id"), str)
+    if (result["success"] and not named) or (not result["success"] and target is not None):
+        raise TypeError("not a placement")
+    if not isinstance(result.get("alternatives", []), list):
+        raise TypeError("not a placement")
 
 
 def _print_remote(result: dict[str, Any]) -> None:
@@ -438,6 +451,8 @@ def place(
     json_out: JsonOpt = False,
 ) -> None:
     """Choose where TASK runs, and say why in one line."""
+    if owner is not None and not 1 <= len(owner) <= 256:
+        raise InputError(f"--owner: 1 to 256 characters, not {len(owner)}")
     if server is not None:
         _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
         return

@@ -126,8 +126,8 @@ class PlacementClient:
                 raise ServiceError(response.status_code, f"{self._where} answered with no JSON")
             return document
         detail = document.get("detail") if isinstance(document, dict) else None
-        if not isinstance(detail, str):
-            detail = response.text.strip()[:200] or response.reason_phrase
+        if not isinstance(detail, str):  # not a problem detail: the status says enough
+            detail = f"{response.reason_phrase or 'error'} (no problem detail)"
         raise ServiceError(response.status_code, detail)
 
 

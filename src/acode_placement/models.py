@@ -52,6 +52,35 @@ def _check_id(value: str) -> str:
     return value
 
 
+_HOST = re.compile(r"^[A-Za-z0-9_\[][A-Za-z0-9._:%\[\]-]{0,252}$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}$")
+
+
+def _check_host(value: str) -> str:
+    """A host name or address: never an option (`-oProxyCommand=...`), a space or a
+    control character, whatever later takes it."""
+    if not _HOST.fullmatch(value):
+        raise ValueError(
+            f"invalid host {value!r}: a name or an address (letters, digits, '.', '-', ':',"
+            " '[', ']'), not starting with '-'"
+        )
+    return value
+
+
+def _check_user(value: str) -> str:
+    if not _USER.fullmatch(value):
+        raise ValueError(
+            f"invalid user {value!r}: letters, digits, '.', '_', '@' or '-', not starting with '-'"
+        )
+    return value
+
+
+def _check_path(value: str) -> str:
+    if not value or not value.isprintable():
+        raise ValueError("invalid path: empty, or with a control character")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
@@ -240,8 +269,8 @@ class TaskRequirements(_Model):
 
 
 class Task(_Model):
-    name: Annotated[str, Field(min_length=1)]
-    description: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    description: Annotated[str, Field(max_length=4096)] | None = None
     requirements: TaskRequirements = Field(default_factory=TaskRequirements)
 
 
@@ -323,10 +352,10 @@ class SshTarget(_TargetBase):
     """A machine reached over SSH: remote, owned, not cloud."""
 
     type: Literal["ssh"] = "ssh"
-    host: Annotated[str, Field(min_length=1)]
+    host: Annotated[str, AfterValidator(_check_host)]
     port: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)] = 22
-    user: str | None = None
-    identity_file: str | None = None
+    user: Annotated[str, AfterValidator(_check_user)] | None = None
+    identity_file: Annotated[str, AfterValidator(_check_path)] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,10 @@ class CapabilityCache:
             return
         mine = self._loaded()
         changed, self._dirty = self._dirty, set()
+        if self.path.exists() and not self.path.is_file():
+            # a FIFO or a device where the cache should be: never replace it
+            _log.warning("discovery.cache_not_saved", path=str(self.path), error="not a file")
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked():
