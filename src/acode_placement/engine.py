@@ -41,6 +41,7 @@ from acode_placement.matching import (
     quick_preference_share,
     runtime_minutes,
 )
+from acode_placement.memo import IdentityMemo
 from acode_placement.metrics import Metrics
 from acode_placement.models import (
     AnyTarget,
@@ -114,6 +115,9 @@ class PlacementEngine:
         self.discovery = discovery
         self.history = history
         self.metrics = metrics or Metrics()
+        # Per list of targets (by identity): fleets expanded and priced, declared facts.
+        self._resolved: IdentityMemo[AnyTarget, list[AnyTarget]] = IdentityMemo()
+        self._declared: IdentityMemo[AnyTarget, list[Known]] = IdentityMemo()
         self.reservations = reservations
         self.reservation_grace = reservation_grace
         if reservations is not None:
@@ -203,7 +207,7 @@ class PlacementEngine:
         `Known.status` says so.
         """
         if not options.discovery_enabled or self.discovery is None:
-            return [Known(t.capabilities or Capabilities()) for t in targets]
+            return list(self._declared.get(targets, _declared))
         return await self.discovery.lookup(
             targets, requirements.wanted_tools(), timeout=options.decision_timeout
         )
@@ -211,9 +215,14 @@ class PlacementEngine:
     async def resolve(self, targets: Sequence[AnyTarget]) -> list[AnyTarget]:
         """The targets as candidates: each ec2 fleet expanded into one target per
         instance type, and every ec2 target priced (see `Ec2Target.price`)."""
+        hit = self._resolved.find(targets)
+        if hit is not None:
+            return list(hit)
         if not any(isinstance(t, Ec2Target) for t in targets):
             return list(targets)
-        return await self.ec2.resolve(targets)
+        resolved = await self.ec2.resolve(targets)
+        self._resolved.keep(targets, resolved)
+        return list(resolved)
 
     async def discover(
         self,
@@ -843,6 +852,10 @@ def failure_reason(scores: Sequence[TargetScore]) -> Reason:
     if explain.misses(scores).only_where:
         return Reason.MODE_RESTRICTED
     return Reason.NO_VALID_TARGET
+
+
+def _declared(targets: Sequence[AnyTarget]) -> list[Known]:
+    return [Known(t.capabilities or Capabilities()) for t in targets]
 
 
 def _now() -> datetime:
