@@ -30,9 +30,16 @@ def test_the_report_has_every_figure_and_the_same_pick(cli: Cli) -> None:
             "evaluateAllP50Us",
             "explainP50Us",
             "warmDiscoveryP50Us",
+            "placeP50Us",
+            "placeP99Us",
+            "placeHistoryP50Us",
+            "placeHistoryP99Us",
+            "bytesPerRecord",
         ):
             assert row[key] > 0, key
         assert row["p99Us"] >= row["p50Us"]
+        # what a caller pays is never less than the decision inside it
+        assert row["placeHistoryP50Us"] >= row["placeP50Us"] >= row["p50Us"]
         assert row["choice"] is not None
         if row["peer"] is not None:  # the bench extra (htcondor) is installed
             assert row["peer"]["name"] == "htcondor" and row["samePick"] is True

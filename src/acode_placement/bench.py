@@ -25,10 +25,12 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 from acode_placement import explain
@@ -153,6 +155,8 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         lambda: explain.result_json(engine.decide(GPU_TASK, targets, known, OPTIONS)), few
     )
     evaluating = _timed(lambda: asyncio.run(engine.evaluate_all(GPU_TASK, targets, OPTIONS)), few)
+    placing = _placed(engine, targets, runs)
+    recorded, record_bytes = _placed_with_history(targets, max(5, min(runs, 20_000 // size)))
     row: dict[str, Any] = {
         "targets": size,
         "p50Us": _us(decide, 0.5),
@@ -163,6 +167,11 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         "evaluateAllP50Us": _us(evaluating, 0.5),
         "explainP50Us": round(_us(explaining, 0.5) - _us(decide, 0.5), 1),
         "warmDiscoveryP50Us": _warm_discovery(targets, few),
+        "placeP50Us": _us(placing, 0.5),
+        "placeP99Us": _us(placing, 0.99),
+        "placeHistoryP50Us": _us(recorded, 0.5),
+        "placeHistoryP99Us": _us(recorded, 0.99),
+        "bytesPerRecord": record_bytes,
         "choice": result.selected.id if result.selected else None,
         "peer": None,
         "samePick": None,
@@ -173,6 +182,55 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         row["samePick"] = peer[2] == row["choice"]
         row["ratio"] = round(peer[0] / row["p50Us"], 1) if row["p50Us"] else None
     return row
+
+
+def _placed(engine: PlacementEngine, targets: list[AnyTarget], runs: int) -> list[float]:
+    """What a caller pays: `place()` through the public API, history off."""
+
+    async def go() -> list[float]:
+        await engine.place(GPU_TASK, targets, OPTIONS, record=False)  # warm-up
+        gc.collect()
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            await engine.place(GPU_TASK, targets, OPTIONS, record=False)
+            times.append(time.perf_counter() - started)
+        return sorted(times)
+
+    return asyncio.run(go())
+
+
+def _placed_with_history(targets: list[AnyTarget], runs: int) -> tuple[list[float], int]:
+    """`place()` with the history on (SQLite, the default), and the bytes each record
+    adds to the database file (after a checkpoint)."""
+    from acode_placement.history.store import HistoryStore  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="acode-bench-") as folder:
+        path = Path(folder) / "history.db"
+        store = HistoryStore(f"sqlite:///{path}")
+        engine = PlacementEngine(history=store)
+
+        async def go() -> list[float]:
+            await engine.place(GPU_TASK, targets, OPTIONS)  # warm-up, and the schema
+            before = _database_bytes(store, path)
+            gc.collect()
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                await engine.place(GPU_TASK, targets, OPTIONS)
+                times.append(time.perf_counter() - started)
+            sizes.append(_database_bytes(store, path) - before)
+            return sorted(times)
+
+        sizes: list[int] = []
+        times = asyncio.run(go())
+        store.close()
+    return times, round(sizes[0] / runs)
+
+
+def _database_bytes(store: Any, path: Path) -> int:
+    store.checkpoint()
+    return path.stat().st_size
 
 
 def _warm_discovery(targets: list[AnyTarget], runs: int) -> float:
@@ -282,6 +340,11 @@ def render(report: dict[str, Any]) -> str:
         "  targets   p50 us    p99 us  decisions/s  B/target  evaluate_all us  explain us"
         "  warm discovery us  htcondor p50 us  ratio  same pick",
     ]
+    tail = [
+        "what a caller pays: place() through the public API (history off, then on: SQLite)",
+        "  targets  decide p50 us  place p50 us  place p99 us  with history p50 us"
+        "  with history p99 us  B/record",
+    ]
     for r in report["results"]:
         peer = r["peer"]
         lines.append(
@@ -291,7 +354,12 @@ def render(report: dict[str, Any]) -> str:
             f"  {r['warmDiscoveryP50Us']:17.1f}  {peer['p50Us'] if peer else '-':>15}"
             f"  {r.get('ratio') or '-':>5}  {r['samePick'] if peer else '-'}"
         )
-    return "\n".join(lines)
+        tail.append(
+            f"  {r['targets']:7d}  {r['p50Us']:13.1f}  {r['placeP50Us']:12.1f}"
+            f"  {r['placeP99Us']:12.1f}  {r['placeHistoryP50Us']:19.1f}"
+            f"  {r['placeHistoryP99Us']:19.1f}  {r['bytesPerRecord']:8d}"
+        )
+    return "\n".join([*lines, *tail])
 
 
 MAX_SIZE = 100_000

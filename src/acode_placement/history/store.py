@@ -345,6 +345,12 @@ class HistoryStore:
             )
         )
 
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file (so that its size
+        tells what the records take); nothing for other databases."""
+        if sa.make_url(self.url).get_backend_name() == "sqlite":
+            self._read(lambda c: c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all())
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
