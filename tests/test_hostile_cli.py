@@ -5,6 +5,7 @@ GPU models an attacker chose are printed literally by every command that shows t
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -310,3 +311,20 @@ def test_a_server_answering_nonsense(
         assert ran.code == 1 and ("\\x1b" in ran.out if not json_out else "\\u001b" in ran.out)
     else:
         assert_refused(ran)
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ran = run(tmp_path, "serve", "--port", str(port), timeout=30)
+    assert "cannot listen: address already in use" in assert_refused(ran)
+
+
+def test_serve_on_a_host_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    ran = run(
+        tmp_path, "serve", "--host", "no-such-host.invalid", timeout=30,
+        ACODE_PLACEMENT_TOKEN="correct-horse-battery-staple",
+    )  # fmt: skip
+    assert "--host no-such-host.invalid" in assert_refused(ran, "cannot listen")

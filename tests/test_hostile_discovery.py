@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -23,9 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acode_placement.discovery.cache import CapabilityCache, fingerprint
+from acode_placement.discovery.parse import ProbeOutputError, parse_probe
 from acode_placement.discovery.probes import LocalProbe, ProbeError, script, sh_arguments
 from acode_placement.discovery.service import Discovery
-from acode_placement.models import Known, LocalTarget, TargetKind
+from acode_placement.discovery.ssh import SshProbe
+from acode_placement.models import Known, LocalTarget, SshTarget, TargetKind
 from tests.hostile import SCRIPT, Ran, assert_sane, environment
 
 LOCAL = LocalTarget(id="local")
@@ -299,3 +302,55 @@ class TestTheCache:
         assert self.lookup(path).status == "fresh"
         assert time.monotonic() - started < 10
         assert stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+class TestSshFilesThatAreNotFiles:
+    """known_hosts and identityFile are read before connecting; a FIFO there would
+    hang every probe, and a key's path is never shown."""
+
+    def target(self, tmp_path: Path, **fields: str) -> SshTarget:
+        with socket.socket() as probe_port:
+            probe_port.bind(("127.0.0.1", 0))
+            port = probe_port.getsockname()[1]  # closed again: nothing listens there
+        return SshTarget(id="box", host="127.0.0.1", port=port, **fields)
+
+    def test_a_fifo_as_known_hosts(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "known_hosts"
+        os.mkfifo(fifo)
+        prober = SshProbe(timeout=5, known_hosts=fifo)
+        started = time.monotonic()
+        with pytest.raises(ProbeError, match="connection refused"):
+            asyncio.run(prober.probe(self.target(tmp_path), frozenset()))
+        assert time.monotonic() - started < 5
+
+    @pytest.mark.parametrize("kind", ["fifo", "directory", "garbage", "missing"])
+    def test_an_identity_file_that_cannot_be_a_key(self, tmp_path: Path, kind: str) -> None:
+        key = tmp_path / "id_ed25519_hostile"
+        if kind == "fifo":
+            os.mkfifo(key)
+        elif kind == "directory":
+            key.mkdir()
+        elif kind == "garbage":
+            key.write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n\x1b[2J\n")
+        prober = SshProbe(timeout=5, known_hosts=tmp_path / "none")
+        target = self.target(tmp_path, identity_file=str(key))
+        with pytest.raises(ProbeError, match="identityFile") as caught:
+            asyncio.run(prober.probe(target, frozenset()))
+        assert caught.value.status == "unverified"
+        assert "id_ed25519_hostile" not in caught.value.cause
+
+
+@pytest.mark.parametrize(
+    ("output", "cause"),
+    [
+        ("tool evil 1\n", "which was not asked"),
+        ("nvidia-smi-begin\n0, " + "A" * 300 + ", 40960, 1\nnvidia-smi-end 0\n", "GPU name"),
+    ],
+    ids=["unasked-tool", "long-gpu-name"],
+)
+def test_answers_beyond_the_question_are_refused(output: str, cause: str) -> None:
+    text = (
+        f"acode-probe 1\nos Linux\narch x86_64\ncpu 4\nmem_kb 16000000\ndisk_kb 1000\n{output}end\n"
+    )
+    with pytest.raises(ProbeOutputError, match=cause):
+        parse_probe(text, asked=frozenset(), tools_only=False)

@@ -334,6 +334,12 @@ def test_a_stalled_request_is_closed_at_its_deadline(quick: tuple[str, int], sen
         assert closed_within(sock, Quick.request_seconds + 3)
 
 
+def test_a_pipelined_half_request_gets_a_deadline(quick: tuple[str, int]) -> None:
+    with socket.create_connection(("127.0.0.1", quick[1])) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /heal")  # one packet
+        assert closed_within(sock, Quick.request_seconds + 3)
+
+
 def test_a_kept_alive_connection_gets_a_new_deadline(quick: tuple[str, int]) -> None:
     with socket.create_connection(("127.0.0.1", quick[1])) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -644,10 +644,13 @@ def serve(
     engine = _engine(settings)
     defaults = _options(settings, settings.strategy, None, no_discovery=False)
     application = create_app(engine, fleet, token, defaults=defaults)
-    typer.echo(f"acode-placement serving on http://{host}:{port} ({len(fleet)} targets)", err=True)
+    listening = server.listen(host, port)
+    serving = f"acode-placement serving on http://{host}:{port} ({len(fleet)} targets)"
+    typer.echo(printable(serving), err=True)
     if hasattr(signal, "SIGTERM"):  # uvicorn drains in-flight requests, then dies by the signal
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    uvicorn.Server(server.config(application, host, port, timeout_graceful_shutdown=30)).run()
+    served = server.config(application, host, port, timeout_graceful_shutdown=30)
+    uvicorn.Server(served).run(sockets=[listening])
 
 
 @app.command(

@@ -12,10 +12,13 @@ request's head, and caps the connections open at once. The body's size is capped
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from acode_placement.errors import InputError
 
 MAX_CONNECTIONS = 256  # open at once; more are answered 503 and closed
 REQUEST_SECONDS = 10.0  # from a request's first byte to its last
@@ -65,6 +68,11 @@ class GuardedProtocol(HttpToolsProtocol):
             if self._head_bytes > self.max_head_bytes and not self.transport.is_closing():
                 self._head_too_large()
 
+    def on_message_begin(self) -> None:
+        if self._deadline is None:  # a pipelined request, begun in an earlier chunk
+            self._start_request()
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -108,6 +116,27 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or InputError saying in one line why not
+    (address in use, no such host, not allowed), before anything is served."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise InputError(f"--host {host} --port {port}: cannot listen: {reason}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def config(

@@ -49,6 +49,7 @@ MAX_DISK_GB = 1024.0**3  # 1 EiB
 MAX_GPUS = 1_024
 MAX_VRAM_GB = 4_096.0
 MAX_OUTPUT_LINES = 20_000
+MAX_NAME = 256  # characters of a GPU's name
 
 
 class ProbeOutputError(ValueError):
@@ -157,6 +158,8 @@ def check_complete(
     """Refuse an answer that leaves out part of the question."""
     if asked is not None and (missing := sorted(asked - report.tools_checked)):
         raise ProbeOutputError(f"incomplete: no answer for tool {_shorten(missing[0])!r}")
+    if asked is not None and (extra := sorted(report.tools_checked - asked)):
+        raise ProbeOutputError(f"an answer for tool {_shorten(extra[0])!r}, which was not asked")
     if tools_only is None or tools_only:
         return
     if not report.hardware:
@@ -183,6 +186,8 @@ def check_plausible(report: ProbeReport) -> None:
     if len(report.gpus) > MAX_GPUS:
         raise ProbeOutputError(f"implausible: {len(report.gpus)} GPUs (at most {MAX_GPUS})")
     for gpu in report.gpus:
+        if len(gpu.model) > MAX_NAME:
+            raise ProbeOutputError(f"implausible GPU name: {len(gpu.model)} characters")
         if gpu.vram_gb is not None and gpu.vram_gb > MAX_VRAM_GB:
             raise ProbeOutputError(
                 f"implausible GPU memory: {gpu.vram_gb:g} GB (at most {MAX_VRAM_GB:g})"

@@ -22,9 +22,12 @@ from acode_placement.discovery.probes import (
     sh_arguments,
 )
 from acode_placement.models import OS, AnyTarget, DiscoveryStatus, SshTarget
+from acode_placement.safe import UnsafeFileError, read_regular
 from acode_placement.telemetry import get_logger
 
 _log = get_logger("acode_placement.discovery")
+_KEY_BYTES = 1024 * 1024
+_KNOWN_HOSTS_BYTES = 64 * 1024 * 1024
 
 
 class SshProbe:
@@ -115,9 +118,13 @@ class SshProbe:
         return options
 
     def _trusted(self) -> asyncssh.SSHKnownHosts:
+        """The known_hosts file's entries; a missing file trusts no one, and so does
+        one that is not a regular file (a FIFO would hang every probe) or not text."""
         try:
-            text = self.known_hosts.read_text(encoding="utf-8")
-        except FileNotFoundError:
+            text = read_regular(self.known_hosts, _KNOWN_HOSTS_BYTES).decode("utf-8")
+        except (OSError, UnsafeFileError, UnicodeDecodeError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                _log.warning("discovery.known_hosts_unreadable", error=str(exc)[:200])
             text = ""
         return asyncssh.import_known_hosts(text)
 
@@ -130,11 +137,13 @@ def _identity(target: SshTarget, where: str) -> list[asyncssh.SSHKey] | None:
         return None
     path = Path(target.identity_file).expanduser()
     try:
-        return [asyncssh.read_private_key(path)]
+        return [asyncssh.import_private_key(read_regular(path, _KEY_BYTES))]
     except FileNotFoundError:
         cause = "identityFile does not exist"
     except IsADirectoryError:
         cause = "identityFile is a directory"
+    except UnsafeFileError:
+        cause = "identityFile is not a regular file of at most 1 MiB"
     except OSError as exc:
         cause = f"identityFile cannot be read ({(exc.strerror or 'error').lower()})"
     except asyncssh.KeyEncryptionError:
