@@ -262,6 +262,16 @@ class TestTheCache:
         known = self.lookup(path)
         assert known.status == "fresh" and known.capabilities.cpu != 999
 
+    @pytest.mark.parametrize("ahead", [timedelta(seconds=30), timedelta(minutes=4)])
+    def test_an_entry_a_little_ahead_is_not_trusted_either(
+        self, tmp_path: Path, ahead: timedelta
+    ) -> None:
+        path = tmp_path / "capabilities.json"
+        when = (datetime.now(UTC) + ahead).isoformat()
+        path.write_text(json.dumps({"format": 1, "targets": {"local": self.entry(when)}}))
+        known = self.lookup(path)
+        assert known.status == "fresh" and known.capabilities.cpu != 999
+
     def test_a_recent_entry_is_used(self, tmp_path: Path) -> None:
         """The control: an entry of a minute ago is a cache hit, cpu and all."""
         path = tmp_path / "capabilities.json"

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import socket
 import tempfile
@@ -82,8 +83,10 @@ class Entry:
     notes: tuple[str, ...] = ()
 
     def age(self, now: datetime) -> float:
-        """Seconds since discovery (0 for a clock that went back)."""
-        return max(0.0, (now - self.discovered_at).total_seconds())
+        """Seconds since discovery; infinite for an entry dated after `now` (more than a
+        second of skew): a date from the future is not trusted for any time-to-live."""
+        seconds = (now - self.discovered_at).total_seconds()
+        return math.inf if seconds < -1.0 else max(0.0, seconds)
 
     def knows(self, tools: frozenset[str]) -> bool:
         return tools <= self.tools_checked
