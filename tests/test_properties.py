@@ -345,6 +345,9 @@ def test_the_fast_path_decides_exactly_like_the_reference(
     # The causes counted on columns (metrics, logs), in the same order as from checks.
     counted = [list(cause_counts(r.all_scores).items()) for r in (columns, slow)]
     assert counted[0] == counted[1]
+    # ...also when counted first, before anything ranked the nearest miss
+    fresh = PlacementEngine(compile_from=0).decide(req, targets, known, opts, request_id="r")
+    assert list(cause_counts(fresh.all_scores).items()) == counted[1]
 
 
 @st.composite

@@ -231,35 +231,52 @@ class FleetColumns:
         """What `explain.misses` finds from every target's checks (the causes of
         mismatch, the nearest miss, whether a target failed only on where the task
         may run), from the masks. `unknown` marks targets whose discovery failed."""
-        entries = list(failing)
-        if any(unknown):
-            entries.insert(0, (CheckKind.DISCOVERY, None, None, np.array(unknown)))
+        entries = self._entries(failing, unknown)
         count = np.zeros(self.size, dtype=np.int64)
         severity = np.zeros(self.size, dtype=np.int64)
         where = np.zeros(self.size, dtype=np.int64)
+        for kind, wanted, key, mask in entries:
+            count += mask
+            severity += explain.severity(Check(kind, False, wanted, None, key)) * mask
+            if kind in WHERE_KINDS:
+                where += mask
+        ranked = np.lexsort((np.arange(self.size), severity, count))
+        only_where = bool(((count > 0) & (count == where)).any())
+        return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)
+
+    def causes(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> Counter[str]:
+        """`misses(...).causes` alone (what the metrics and the log count), without
+        the nearest miss's ranking."""
+        return self._causes(self._entries(failing, unknown))
+
+    def _entries(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> list[Failing]:
+        entries = list(failing)
+        if any(unknown):
+            entries.insert(0, (CheckKind.DISCOVERY, None, None, np.array(unknown)))
+        return entries
+
+    @staticmethod
+    def _causes(entries: Sequence[Failing]) -> Counter[str]:
         groups: dict[str, list[tuple[int, Mask]]] = {}
         for order, (kind, wanted, key, mask) in enumerate(entries):
-            check = Check(kind, False, wanted, None, key)
-            count += mask
-            severity += explain.severity(check) * mask
-            if check.kind in WHERE_KINDS:
-                where += mask
-            groups.setdefault(explain.cause(check), []).append((order, mask))
+            name = explain.cause(Check(kind, False, wanted, None, key))
+            groups.setdefault(name, []).append((order, mask))
         # A Counter over the targets in order meets each cause first at its first
         # target, and there at its first check: most_common() keeps that order on ties.
         met = []
         for name, members in groups.items():
-            shown = np.logical_or.reduce([mask for _, mask in members])
-            total = int(shown.sum())
+            shown = (
+                members[0][1]
+                if len(members) == 1
+                else np.logical_or.reduce([mask for _, mask in members])
+            )
+            total = int(np.count_nonzero(shown))  # a third of ndarray.sum()'s time
             if total:
                 first = int(shown.argmax())
                 order = min(order for order, mask in members if mask[first])
                 met.append(((first, order), name, total))
         met.sort()
-        causes = Counter({name: total for _, name, total in met})
-        ranked = np.lexsort((np.arange(self.size), severity, count))
-        only_where = bool(((count > 0) & (count == where)).any())
-        return Misses(causes, int(ranked[0]) if self.size else -1, only_where)
+        return Counter({name: total for _, name, total in met})
 
 
 class _Collector:

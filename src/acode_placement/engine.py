@@ -12,6 +12,7 @@ import inspect
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -665,6 +666,7 @@ def _quick_scores(
     minutes = runtime_minutes(requirements, options)
     deferred = _Deferred(requirements, options)
     misses: Callable[[], Misses] | None = None
+    causes: Callable[[], Counter[str]] | None = None
     if columns is None:
         candidates: Sequence[int] = range(len(targets))
         costs: Sequence[float | None] | None = None
@@ -679,6 +681,9 @@ def _quick_scores(
 
             def misses() -> Misses:
                 return fleet.misses(failing, [not facts.known for facts in known])
+
+            def causes() -> Counter[str]:
+                return fleet.causes(failing, [not facts.known for facts in known])
 
     prefs = requirements.preferences
     eligible: dict[int, TargetScore] = {}
@@ -728,7 +733,7 @@ def _quick_scores(
             cause=facts.cause,
         )
 
-    return Scores(len(targets), eligible, ruled_out, misses)
+    return Scores(len(targets), eligible, ruled_out, misses, causes)
 
 
 def _evaluated(

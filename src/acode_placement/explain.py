@@ -234,7 +234,10 @@ def _from_checks(scores: Sequence[TargetScore]) -> Misses:
 
 
 def cause_counts(scores: Sequence[TargetScore]) -> Counter[str]:
-    """How many targets show each cause of mismatch (a target counts once per cause)."""
+    """How many targets show each cause of mismatch (a target counts once per cause),
+    in the order `misses` gives them."""
+    if isinstance(scores, Scores):
+        return Counter(scores.causes(lambda: _from_checks(scores)))
     return Counter(misses(scores).causes)
 
 

@@ -720,7 +720,16 @@ class Scores(Sequence[TargetScore]):
     an explanation still finds every target's checks.
     """
 
-    __slots__ = ("_count", "_made", "_make", "_misses", "_size", "eligible")
+    __slots__ = (
+        "_causes",
+        "_count",
+        "_count_causes",
+        "_made",
+        "_make",
+        "_misses",
+        "_size",
+        "eligible",
+    )
 
     def __init__(
         self,
@@ -728,12 +737,15 @@ class Scores(Sequence[TargetScore]):
         eligible: dict[int, TargetScore],
         make: Callable[[int], TargetScore],
         misses: Callable[[], Misses] | None = None,
+        causes: Callable[[], Counter[str]] | None = None,
     ) -> None:
         self._size = size
         self._made = dict(eligible)
         self._make = make
         self._count = misses  # counts them without building checks, when it can
+        self._count_causes = causes  # the causes alone, cheaper still
         self._misses: Misses | None = None
+        self._causes: Counter[str] | None = None
         self.eligible = list(eligible.values())
 
     def misses(self, from_checks: Callable[[], Misses]) -> Misses:
@@ -742,6 +754,17 @@ class Scores(Sequence[TargetScore]):
         if self._misses is None:
             self._misses = (self._count or from_checks)()
         return self._misses
+
+    def causes(self, from_checks: Callable[[], Misses]) -> Counter[str]:
+        """`misses(...).causes`, without ranking the nearest miss when the columns
+        can count the causes alone (the metrics and the log of every placement)."""
+        if self._misses is not None:
+            return self._misses.causes
+        if self._count_causes is None:
+            return self.misses(from_checks).causes
+        if self._causes is None:
+            self._causes = self._count_causes()
+        return self._causes
 
     def __len__(self) -> int:
         return self._size
