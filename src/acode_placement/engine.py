@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import math
 import time
 import uuid
@@ -550,6 +551,11 @@ class PlacementEngine:
                 tuple(ts.id for ts in result.alternatives),
                 _now(),
             )
+        if _log.isEnabledFor(logging.INFO):  # its fields cost more than the check
+            self._log_decided(result, chosen, ms)
+        self._publish(event)
+
+    def _log_decided(self, result: PlacementResult, chosen: TargetScore | None, ms: float) -> None:
         _log.info(
             "placement.decided",
             request_id=result.request_id,
@@ -565,7 +571,6 @@ class PlacementEngine:
             mismatch_causes=dict(explain.cause_counts(result.all_scores)),
             duration_ms=round(ms, 3),
         )
-        self._publish(event)
 
     def _publish(self, event: PlacementEvent) -> None:
         for subscriber in list(self._subscribers):
