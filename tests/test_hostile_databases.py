@@ -15,15 +15,26 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import yaml
 
+from acode_placement import server as guarded
+from acode_placement.engine import PlacementEngine
 from acode_placement.errors import StoreUnavailableError
 from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import DatabaseFile, HistoryError, HistoryStore
-from acode_placement.models import Capacity, Resources
+from acode_placement.models import (
+    Capabilities,
+    Capacity,
+    LocalTarget,
+    PlacementOptions,
+    Resources,
+)
+from acode_placement.service import create_app
 from tests.hostile import SCRIPT, assert_refused, environment, run
 from tests.sshd import free_port
 
@@ -292,3 +303,50 @@ def test_a_garbage_database_file(tmp_path: Path, content: bytes) -> None:
         assert database.read_bytes() == content  # nothing already there is rewritten
     else:
         assert ran.code == 0  # an empty file is a new database
+
+
+@pytest.fixture
+def served(url: str) -> Iterator[str]:
+    """The service, in this process but over real HTTP (the guarded uvicorn of
+    `serve`), with its history and leases on `url` (SQLite, then PostgreSQL)."""
+    engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
+    fleet = [LocalTarget(id="local", capabilities=Capabilities(cpu=4, memory_gb=8))]
+    app = create_app(engine, fleet, TOKEN, defaults=PlacementOptions(discovery_enabled=False))
+    port = free_port()
+    server = uvicorn.Server(guarded.config(app, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+NUL_REQUESTS = {
+    "record-id": ("GET", "/v1/placements/a%00b", None, 404),
+    "target-filter": ("GET", "/v1/placements?target=a%00b", None, 200),
+    "reservation-id": ("DELETE", "/v1/reservations/a%00b", None, 404),
+    "task-name": ("POST", "/v1/placements", {"task": {"name": "a\u0000b"}}, 422),
+    "owner": ("POST", "/v1/placements", {"task": {"name": "t"}, "owner": "\u0000"}, 422),
+    "custom-value": (
+        "POST",
+        "/v1/placements",
+        {"task": {"name": "t", "requirements": {"custom": {"k": "a\u0000b"}}}},
+        200,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"), NUL_REQUESTS.values(), ids=NUL_REQUESTS.keys()
+)
+def test_a_nul_never_reaches_the_database_as_an_error(
+    served: str, method: str, path: str, body: dict[str, Any] | None, status: int
+) -> None:
+    """PostgreSQL refuses NUL in text: a NUL in an id or a name is a 404 or a 422
+    there as on SQLite, never a 5xx."""
+    response = httpx.request(method, served + path, json=body, headers=AUTH, timeout=30)
+    assert response.status_code == status, response.text

@@ -451,8 +451,8 @@ def place(
     json_out: JsonOpt = False,
 ) -> None:
     """Choose where TASK runs, and say why in one line."""
-    if owner is not None and not 1 <= len(owner) <= 256:
-        raise InputError(f"--owner: 1 to 256 characters, not {len(owner)}")
+    if owner is not None and (not 1 <= len(owner) <= 256 or "\x00" in owner):
+        raise InputError(f"--owner: 1 to 256 characters without NUL, not {len(owner)}")
     if server is not None:
         _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
         return

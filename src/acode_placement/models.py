@@ -268,8 +268,18 @@ class TaskRequirements(_Model):
         return frozenset(self.tools) | frozenset(prefs)
 
 
+def _no_nul(value: str) -> str:
+    """A NUL cannot be stored in a PostgreSQL text column; no name needs one."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+
+
 class Task(_Model):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Name
     description: Annotated[str, Field(max_length=4096)] | None = None
     requirements: TaskRequirements = Field(default_factory=TaskRequirements)
 

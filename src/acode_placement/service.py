@@ -40,6 +40,7 @@ from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,
     Flag,
+    Name,
     PlacementOptions,
     Task,
     TaskRequirements,
@@ -61,7 +62,7 @@ class PlacementRequest(_Model):
     requirements: TaskRequirements | None = None
     options: PlacementOptions | None = None
     reserve: Flag = False
-    owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    owner: Name | None = None
 
     @model_validator(mode="after")
     def _one_task(self) -> PlacementRequest:

@@ -130,6 +130,9 @@ class ReservationStore:
     def release(self, reservation_id: str) -> Reservation:
         """End a lease. Releasing it again is harmless; an expired or unknown id is an error."""
 
+        if "\x00" in reservation_id:
+            raise ReservationError(f"no reservation {reservation_id!r}")
+
         def end(connection: sa.Connection) -> Reservation:
             found = self._get(connection, reservation_id)
             if found is None:

@@ -297,6 +297,8 @@ class HistoryStore:
         failed: bool | None = None,
     ) -> list[Record]:
         """The newest records first."""
+        if target is not None and "\x00" in target:
+            return []  # no target id holds one, and PostgreSQL refuses it in a query
         query = sa.select(placements).order_by(placements.c.id.desc()).limit(limit)
         if since is not None:
             query = query.where(placements.c.created_at >= since)
@@ -313,6 +315,9 @@ class HistoryStore:
 
     def get(self, request_id: str) -> Record | None:
         """One record with its attempts; a unique prefix of the id will do."""
+
+        if "\x00" in request_id:
+            return None  # no id holds one, and PostgreSQL refuses it in a query
 
         def fetch(connection: sa.Connection) -> Record | None:
             rows = connection.execute(
