@@ -4,6 +4,7 @@ logs: every decision recorded once, nothing lost, nothing leaked."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
 from prometheus_client.parser import text_string_to_metric_families
 
 from acode_placement import (
@@ -30,10 +32,15 @@ from acode_placement import (
     SshTarget,
     StrategyRegistry,
     TaskRequirements,
+    explain,
 )
 from acode_placement.events import CapabilitiesChanged, Change, event_json
+from acode_placement.history.replay import explanation, replay
+from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import HEAD, HistoryError, HistoryStore
+from acode_placement.models import AnyTarget
 from tests.conftest import Cli
+from tests.test_properties import SETTINGS, every_option, every_rule, fleets
 
 ROOT = Path(__file__).parent.parent
 FLEET = [
@@ -72,8 +79,11 @@ class TestRecords:
         }
         assert record.options["discoveryEnabled"] is False
         assert record.success is False and record.reason == "NoValidTarget"
-        assert [c["id"] for c in record.candidates] == ["big", "small", "cloud"]
-        assert record.candidates[0]["mismatches"] == ["tool git missing"]
+        assert [c["target"]["id"] for c in record.candidates] == ["big", "small", "cloud"]
+        assert record.snapshot is not None and "candidates" not in record.result  # compact
+        shown = explanation(engine, record)  # rebuilt from the snapshot, as place printed it
+        assert shown == explain.result_json(result)
+        assert shown["candidates"][0]["mismatches"] == ["tool git missing"]
         assert record.result["failureMessage"] == result.failure_message
         assert record.duration_ms > 0 and record.engine_version == "0.1.0"
 
@@ -200,6 +210,71 @@ def test_the_code_knows_the_newest_migration() -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD
 
 
+class TestCompactRecords:
+    def test_an_unchanged_fleet_is_stored_once(self, url: str) -> None:
+        engine = engine_with(url)
+        ids = [place(engine, TaskRequirements(cpu=n)).request_id for n in (1, 2, 4, 99)]
+        database = sa.create_engine(url)
+        with database.connect() as c:
+            assert c.execute(sa.text("SELECT COUNT(*) FROM snapshots")).scalar() == 1
+        database.dispose()
+        for request_id in ids:  # each decision is explained again, whole
+            record = engine.history.get(request_id)  # type: ignore[union-attr]
+            assert record is not None
+            assert explanation(engine, record)["candidates"]
+
+    def test_another_engine_version_shows_the_stored_outcome_and_says_so(self, url: str) -> None:
+        engine = engine_with(url)
+        result = place(engine, TaskRequirements(cpu=4))
+        record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+        assert record is not None
+        older = dataclasses.replace(record, engine_version="0.0.9")
+        shown = explanation(engine, older)
+        assert shown["explained"] is False and "engine 0.0.9" in shown["note"]
+        assert shown["target"] == explain.result_json(result)["target"]
+        assert shown["candidates"] == []
+
+    def test_a_changed_outcome_shows_the_stored_one_and_says_so(self, url: str) -> None:
+        engine = engine_with(url)
+        result = place(engine, TaskRequirements(cpu=4))
+        record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+        assert record is not None
+        forged = dataclasses.replace(record, result={**record.result, "score": 0.123})
+        shown = explanation(engine, forged)
+        assert shown["explained"] is False and "score" in shown["note"]
+
+    def test_a_database_of_the_previous_revision_is_migrated_and_read(self, tmp_path: Path) -> None:
+        """A record written whole (as before compact records), in a database taken
+        back to revision 0002, reads the same once the store migrates it forward."""
+        from alembic import command
+        from alembic.config import Config
+
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        store = HistoryStore(url)
+        result = asyncio.run(
+            PlacementEngine().place(TaskRequirements(cpu=4), FLEET, NO_DISCOVERY, record=False)
+        )
+        store.record(result, TaskRequirements(cpu=4))  # no inputs: the whole explanation
+        store.close()
+        config = Config()
+        config.set_main_option(
+            "script_location", str(ROOT / "src" / "acode_placement" / "history" / "migrations")
+        )
+        database = sa.create_engine(url)
+        with database.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0002")
+        with database.connect() as c:
+            columns = {row[1] for row in c.execute(sa.text("PRAGMA table_info(placements)"))}
+            assert "snapshot" not in columns
+        database.dispose()
+        again = HistoryStore(url)
+        record = again.get(result.request_id)
+        assert record is not None and record.snapshot is None
+        assert explanation(PlacementEngine(), record) == explain.result_json(result)
+        assert replay(PlacementEngine(), record).selected.id == result.selected.id  # type: ignore[union-attr]
+
+
 def writer(url: str, count: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.history_writer", url, str(count)],
@@ -233,7 +308,20 @@ class TestConcurrencyAndCrashes:
         store = HistoryStore(url)
         records = store.list(limit=100_000)
         assert len(records) >= 50 and len(records) == store.count()
-        assert all(r.candidates and r.result["requestId"] == r.request_id for r in records)
+        assert all(r.result["requestId"] == r.request_id for r in records)
+        # every compact record's snapshot was committed with it
+        database = sa.create_engine(url)
+        with database.connect() as c:
+            dangling = c.execute(
+                sa.text(
+                    "SELECT COUNT(*) FROM placements WHERE snapshot IS NULL"
+                    " OR snapshot NOT IN (SELECT digest FROM snapshots)"
+                )
+            )
+            assert dangling.scalar() == 0
+        database.dispose()
+        newest = store.get(records[0].request_id)
+        assert newest is not None and newest.candidates
         if url.startswith("sqlite"):
             with sqlite3.connect(url.removeprefix("sqlite:///")) as c:
                 assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -521,3 +609,47 @@ class TestCommands:
         )
         line = next(x for x in done.stderr.splitlines() if "placement.decided" in x)
         assert not line.startswith("{") and "strategy=auto" in line and "[info" in line
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> PlacementEngine:
+    """One engine recording every example of the property into one history."""
+    path = tmp_path_factory.mktemp("compact") / "history.db"
+    return PlacementEngine(history=HistoryStore(f"sqlite:///{path}"))
+
+
+class TestCompactRecordsShowWhatWasPrinted:
+    """For random fleets, tasks and options: `history show` of a compact record is
+    exactly what `place --json` printed for that decision, candidates and checks."""
+
+    @SETTINGS
+    @given(fleets(), every_rule, every_option)
+    def test_show_equals_place(
+        self,
+        recording: PlacementEngine,
+        targets: list[AnyTarget],
+        req: TaskRequirements,
+        opts: PlacementOptions,
+    ) -> None:
+        result = asyncio.run(recording.place(req, targets, opts, task_name="t"))
+        printed = explain.result_json(result)
+        record = recording.history.get(result.request_id)  # type: ignore[union-attr]
+        assert record is not None and record.snapshot is not None
+        assert explanation(recording, record) == printed
+        again = explain.result_json(replay(recording, record))
+        again["decisionMs"] = printed["decisionMs"]
+        assert again == printed
+
+    def test_a_reserving_decision_keeps_the_leases_it_saw(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'history.db'}"
+        engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
+        fleet = [SshTarget(id="box", host="box", capabilities=Capabilities(cpu=8, memory_gb=8))]
+        results = [
+            asyncio.run(engine.place(TaskRequirements(cpu=3), fleet, NO_DISCOVERY, reserve=True))
+            for _ in range(3)
+        ]
+        assert [r.success for r in results] == [True, True, False]  # 3 + 3, then no room
+        for result in results:
+            record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+            assert record is not None and record.usage is not None
+            assert explanation(engine, record) == explain.result_json(result)

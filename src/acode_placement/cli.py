@@ -984,7 +984,10 @@ def history_show(
     json_out: JsonOpt = False,
 ) -> None:
     """The decision and its explanation, as they were when it was made."""
+    from acode_placement.history.replay import explanation  # noqa: PLC0415
+
     record = _one(_store(config), request_id)
+    result = explanation(PlacementEngine(StrategyRegistry.default()), record)
     if json_out:
         attempts = [
             {"target": a.target_id, "ok": a.ok, "error": a.error, "retryable": a.retryable}
@@ -995,14 +998,13 @@ def history_show(
                 **record.summary_json(),
                 "requirements": record.requirements,
                 "options": record.options,
-                "result": record.result,
+                "result": result,
                 "attempts": attempts,
                 "engineVersion": record.engine_version,
             }
         )
         return
     console = _console()
-    result = record.result
     console.print(
         f"{record.request_id}  {record.created_at.isoformat()}  task {record.task_name or '-'}"
         f"  {record.strategy}/{record.mode}  engine {record.engine_version}",
@@ -1023,6 +1025,8 @@ def history_show(
     head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
     console.print(f"{head}  [{record.reason}]", markup=False)
     console.print(f"why: {result.get('why') or record.failure_message}", markup=False)
+    if result.get("note"):
+        console.print(f"note: {result['note']}", markup=False)
     for attempt in record.attempts:
         outcome = "acquired" if attempt.ok else f"failed: {attempt.error}"
         console.print(f"attempt {attempt.target_id}: {outcome}", markup=False)

@@ -74,7 +74,7 @@ from acode_placement.telemetry import get_logger
 if TYPE_CHECKING:
     from acode_placement.columns import ColumnCache, FleetColumns
     from acode_placement.history.reservations import ReservationStore
-    from acode_placement.history.store import HistoryStore
+    from acode_placement.history.store import HistoryStore, Inputs
 
 T = TypeVar("T")
 Subscriber = Callable[[PlacementEvent], object]
@@ -337,7 +337,7 @@ class PlacementEngine:
         result = replace(result, decision_duration=time.perf_counter() - started)
         self.metrics.placement_ended(result)
         if record:
-            self._record(result, requirements)
+            self._record(result, requirements, inputs=(candidates, known, usage))
         self._finish(result)
         return result
 
@@ -597,12 +597,16 @@ class PlacementEngine:
         future.add_done_callback(done)
 
     def _record(
-        self, result: PlacementResult, requirements: TaskRequirements, failure: str | None = None
+        self,
+        result: PlacementResult,
+        requirements: TaskRequirements,
+        failure: str | None = None,
+        inputs: Inputs | None = None,
     ) -> None:
         if self.history is None:
             return
         try:
-            self.history.record(result, requirements, failure=failure)
+            self.history.record(result, requirements, failure=failure, inputs=inputs)
             self._recorded += 1
             if self._recorded % _PRUNE_EVERY == 1:
                 self.history.prune()

@@ -307,6 +307,8 @@ def why(result: PlacementResult) -> str:
 def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
     notes = [discovery_text(chosen)] if chosen.stale else []
+    if chosen.usage is None:
+        return notes  # no reservations were counted: no target can be full
     for ts in result.all_scores:
         if ts.target.is_local and ts.mismatches and all(is_capacity(c) for c in ts.mismatches):
             full = ", ".join(check_text(c) for c in ts.mismatches)
@@ -402,9 +404,25 @@ def result_json(
 ) -> dict[str, Any]:
     """The contract's `place --json` object (section 5), plus a few extra keys.
     `explained` holds candidates already rendered by `candidate_json`, by index."""
-    chosen = result.selected
     ranked_ids = {ts.id for ts in result.ranked}
     others = [ts for ts in result.all_scores if ts.id not in ranked_ids]
+    candidates = [
+        explained[ts.index] if explained is not None else candidate_json(ts)
+        for ts in (*result.ranked, *others)
+    ]
+    outcome = outcome_json(result)
+    keys = list(outcome)
+    at = keys.index("failureMessage")  # where the contract puts them
+    return {
+        **{k: outcome[k] for k in keys[:at]},
+        "candidates": candidates,
+        **{k: outcome[k] for k in keys[at:]},
+    }
+
+
+def outcome_json(result: PlacementResult) -> dict[str, Any]:
+    """`result_json` without the candidates: what a compact history record keeps."""
+    chosen = result.selected
     return {
         "requestId": result.request_id,
         "success": result.success,
@@ -416,10 +434,6 @@ def result_json(
         "estimatedCost": result.estimated_cost,
         "decisionMs": round(result.decision_duration * 1000, 3),
         "alternatives": [ts.id for ts in result.alternatives],
-        "candidates": [
-            explained[ts.index] if explained is not None else candidate_json(ts)
-            for ts in (*result.ranked, *others)
-        ],
         "failureMessage": result.failure_message,
         "taskName": result.task_name,
         "why": why(result),

@@ -342,8 +342,10 @@ async def history_one(
     record = await asyncio.to_thread(_history(service.engine).get, request_id)
     if record is None:
         raise HTTPException(404, f"no recorded decision has the request id {request_id!r}")
-    summary = record.summary_json()
-    return {**summary, "result": record.result, "requirements": record.requirements}
+    from acode_placement.history.replay import explanation  # noqa: PLC0415
+
+    result = await asyncio.to_thread(explanation, service.engine, record)
+    return {**record.summary_json(), "result": result, "requirements": record.requirements}
 
 
 @router.get("/v1/reservations", tags=["reservations"])

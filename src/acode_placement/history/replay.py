@@ -1,47 +1,60 @@
-"""Replaying a recorded decision: the same inputs through today's engine."""
+"""Replaying a recorded decision: the same inputs through today's engine, and the
+whole explanation of a compact record rebuilt from its snapshot."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
-
+from acode_placement import explain
+from acode_placement.config import package_version
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError
+from acode_placement.history.snapshot import inputs as snapshot_inputs
 from acode_placement.history.store import Record
 from acode_placement.models import (
     AnyTarget,
-    Capabilities,
-    DiscoveryStatus,
     Known,
     PlacementOptions,
     PlacementResult,
-    Target,
     TaskRequirements,
+    Usage,
 )
 
-_TARGET: TypeAdapter[AnyTarget] = TypeAdapter(Target)
+# What the rebuilt decision must say again, word for word, to be shown as the record's.
+OUTCOME = (
+    "requestId",
+    "success",
+    "target",
+    "reason",
+    "score",
+    "strategy",
+    "mode",
+    "estimatedCost",
+    "alternatives",
+    "failureMessage",
+    "taskName",
+    "why",
+    "handedOverFrom",
+)
 
 
 def inputs(
     record: Record,
-) -> tuple[TaskRequirements, list[AnyTarget], list[Known], PlacementOptions]:
-    """The requirements, candidates, their capabilities as known then, and the options."""
+) -> tuple[TaskRequirements, list[AnyTarget], list[Known], PlacementOptions, list[Usage] | None]:
+    """The requirements, candidates, their capabilities as known then, the options and
+    the reservations held (None when the decision did not reserve)."""
     if not record.candidates:
-        raise InputError(
-            f"nothing to replay: {record.request_id} was aborted before a decision"
-            f" ({record.failure_message})"
-        )
-    targets = [_TARGET.validate_python(c["target"]) for c in record.candidates]
-    known = [_known(c) for c in record.candidates]
+        why = record.failure_message or "its snapshot is gone"
+        raise InputError(f"nothing to replay: {record.request_id} has no candidates ({why})")
+    targets, known, usage = snapshot_inputs(record.candidates, record.usage)
     requirements = TaskRequirements.model_validate(record.requirements)
     options = PlacementOptions.model_validate(record.options)
-    return requirements, targets, known, options
+    return requirements, targets, known, options, usage
 
 
 def replay(engine: PlacementEngine, record: Record) -> PlacementResult:
     """Today's decision on the recorded inputs (no discovery, no history written)."""
-    requirements, targets, known, options = inputs(record)
+    requirements, targets, known, options, usage = inputs(record)
     return engine.decide(
         requirements,
         targets,
@@ -49,14 +62,39 @@ def replay(engine: PlacementEngine, record: Record) -> PlacementResult:
         options,
         task_name=record.task_name,
         request_id=record.request_id,
+        usage=usage,
     )
 
 
-def _known(candidate: dict[str, Any]) -> Known:
-    discovery = candidate.get("discovery") or {}
-    return Known(
-        Capabilities.model_validate(candidate["capabilities"]),
-        DiscoveryStatus(discovery.get("status", "declared")),
-        discovery.get("cause"),
-        known=candidate.get("known", True),
-    )
+def explanation(engine: PlacementEngine, record: Record) -> dict[str, Any]:
+    """The `place --json` object of a recorded decision, as it was printed.
+
+    A record written whole is returned as it is. A compact record is decided again
+    from its snapshot; the rebuilt explanation is returned when this engine version
+    wrote the record and says the same outcome again (target, reason, score,
+    alternatives, failure message, why...). Otherwise the stored outcome is returned
+    without candidates, with `explained: false` and a `note` saying why.
+    """
+    stored = record.result
+    if record.snapshot is None:
+        return stored
+    if record.engine_version != package_version():
+        return _unexplained(stored, f"written by engine {record.engine_version}")
+    if not record.candidates:
+        return _unexplained(stored, "its snapshot is no longer stored")
+    rebuilt = explain.result_json(replay(engine, record))
+    differing = [key for key in OUTCOME if rebuilt.get(key) != stored.get(key)]
+    if differing:
+        return _unexplained(stored, f"deciding again changed {', '.join(differing)}")
+    for key in ("decisionMs", "attempts", "reservation"):  # what deciding again cannot know
+        rebuilt[key] = stored.get(key)
+    return rebuilt
+
+
+def _unexplained(stored: dict[str, Any], why: str) -> dict[str, Any]:
+    return {
+        **stored,
+        "candidates": [],
+        "explained": False,
+        "note": f"the stored outcome alone: {why}",
+    }

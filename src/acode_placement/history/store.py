@@ -13,11 +13,12 @@ feed the same inputs to today's engine.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -31,17 +32,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from acode_placement import explain
 from acode_placement.config import package_version
 from acode_placement.errors import PlacementError
+from acode_placement.history.snapshot import SnapshotMemo, decode
 from acode_placement.models import (
+    AnyTarget,
     Attempt,
     CheckKind,
     Ec2Target,
+    Known,
     PlacementResult,
     TaskRequirements,
+    Usage,
 )
 from acode_placement.safe import mask_url
 
 T = TypeVar("T")
-HEAD = "0002"  # the newest migration; a test keeps it equal to Alembic's head
+# What a decision was made on: the candidates, their capabilities as known, and the
+# reservations held on them when the decision reserved (else None).
+Inputs = tuple[Sequence[AnyTarget], Sequence[Known], Sequence[Usage] | None]
+HEAD = "0003"  # the newest migration; a test keeps it equal to Alembic's head
 _metadata = sa.MetaData()
 placements = sa.Table(
     "placements",
@@ -66,6 +74,15 @@ placements = sa.Table(
     sa.Column("candidates", sa.JSON, nullable=False),
     sa.Column("result", sa.JSON, nullable=False),
     sa.Column("engine_version", sa.String(32), nullable=False),
+    sa.Column("snapshot", sa.String(64)),  # compact records: the candidates decided on
+)
+snapshots = sa.Table(
+    "snapshots",
+    _metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )
 attempts = sa.Table(
     "attempts",
@@ -164,6 +181,8 @@ class Record:
     result: dict[str, Any]
     engine_version: str
     attempts: tuple[Attempt, ...] = ()
+    snapshot: str | None = None  # compact: `result` holds the outcome, not the candidates
+    usage: list[list[float]] | None = None  # the reservations held then, when reserving
 
     def summary_json(self) -> dict[str, Any]:
         """The listing's fields (`history --json`, `GET /v1/placements`)."""
@@ -201,6 +220,7 @@ class HistoryStore:
         self._engine: Engine | None = None
         self._file: DatabaseFile | None = None
         self._lock = threading.Lock()
+        self._snapshots = SnapshotMemo()
 
     # ------------------------------------------------------------------- writing
 
@@ -210,37 +230,52 @@ class HistoryStore:
         requirements: TaskRequirements,
         *,
         failure: str | None = None,
+        inputs: Inputs | None = None,
     ) -> None:
-        """Append one decision (or, with `failure`, a decision that was aborted)."""
+        """Append one decision (or, with `failure`, a decision that was aborted).
+
+        With `inputs` (the candidates, their capabilities as known, the reservations
+        held), the record is compact: the outcome and a snapshot of the inputs,
+        stored once per fleet state, from which `replay.explanation` rebuilds the
+        whole explanation. Without, every candidate's explanation is written out.
+        """
+        if inputs is not None:
+            self._record_compact(result, requirements, failure, inputs)
+            return
         chosen = result.selected
         target = chosen.target if chosen else None
         price = target.price if isinstance(target, Ec2Target) else None
         # Each candidate is explained once, for the result and for its own row.
         explained = {ts.index: explain.candidate_json(ts) for ts in result.all_scores}
-        row: dict[str, Any] = {
-            "request_id": result.request_id,
-            "created_at": datetime.now(UTC),
-            "task_name": result.task_name,
-            "success": result.success and failure is None,
-            "strategy": result.strategy,
-            "mode": result.mode.value,
-            "target_id": chosen.id if chosen else None,
-            "target_type": chosen.type.value if chosen else None,
-            "reason": result.reason.value,
-            "score": chosen.score if chosen else 0.0,
-            "estimated_cost": chosen.estimated_cost if chosen else None,
-            "price_source": explain.price_source(target) if isinstance(target, Ec2Target) else None,
-            "duration_ms": round(result.decision_duration * 1000, 3),
-            "failure_message": failure or result.failure_message,
-            "requirements": requirements.model_dump(mode="json", exclude_none=True),
-            "options": result.options.model_dump(mode="json"),
-            "result": explain.result_json(result, explained),
-            "engine_version": package_version(),
-        }
+        row = _row(result, requirements, failure)
+        row["result"] = explain.result_json(result, explained)
         row["candidates"] = [_candidate(ts, explained[ts.index]) for ts in result.all_scores]
         if price is not None and price.note:
             row["result"]["priceNote"] = price.note
         self._write(lambda connection: connection.execute(placements.insert(), [row]).rowcount)
+
+    def _record_compact(
+        self,
+        result: PlacementResult,
+        requirements: TaskRequirements,
+        failure: str | None,
+        inputs: Inputs,
+    ) -> None:
+        snapshot = self._snapshots.get(*inputs)
+        row = _row(result, requirements, failure)
+        row.update(candidates=[], result=explain.outcome_json(result), snapshot=snapshot.digest)
+        kept = {
+            "digest": snapshot.digest,
+            "created_at": row["created_at"],
+            "size": len(snapshot.data),
+            "data": snapshot.data,
+        }
+
+        def write(connection: sa.Connection) -> int:
+            _insert_once(connection, kept)
+            return connection.execute(placements.insert(), [row]).rowcount
+
+        self._write(write)
 
     def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
         """Append the acquisition attempts of a decision (fallback, in order)."""
@@ -282,6 +317,9 @@ class HistoryStore:
                 )
                 extra = sa.select(placements.c.request_id).where(placements.c.id.not_in(keep))
                 gone += _delete(connection, extra)
+            if gone:
+                used = sa.select(placements.c.snapshot).where(placements.c.snapshot.is_not(None))
+                connection.execute(snapshots.delete().where(snapshots.c.digest.not_in(used)))
             return gone
 
         return self._write(delete)
@@ -333,7 +371,16 @@ class HistoryStore:
                 .order_by(attempts.c.position, attempts.c.id)
             )
             steps = tuple(Attempt(a.target_id, a.ok, a.error, a.retryable) for a in tried)
-            return _record(rows[0], steps)
+            record = _record(rows[0], steps)
+            if record.snapshot is None:
+                return record
+            data = connection.execute(
+                sa.select(snapshots.c.data).where(snapshots.c.digest == record.snapshot)
+            ).scalar()
+            if data is None:  # pruned meanwhile: the outcome alone is left
+                return record
+            kept = decode(data)
+            return replace(record, candidates=kept["candidates"], usage=kept["usage"])
 
         return self._read(fetch)
 
@@ -490,6 +537,48 @@ def _delete(connection: sa.Connection, request_ids: sa.Select[Any]) -> int:
     return len(ids)
 
 
+def _row(
+    result: PlacementResult, requirements: TaskRequirements, failure: str | None
+) -> dict[str, Any]:
+    """A record's columns but its explanation (`result`, `candidates`)."""
+    chosen = result.selected
+    target = chosen.target if chosen else None
+    return {
+        "request_id": result.request_id,
+        "created_at": datetime.now(UTC),
+        "task_name": result.task_name,
+        "success": result.success and failure is None,
+        "strategy": result.strategy,
+        "mode": result.mode.value,
+        "target_id": chosen.id if chosen else None,
+        "target_type": chosen.type.value if chosen else None,
+        "reason": result.reason.value,
+        "score": chosen.score if chosen else 0.0,
+        "estimated_cost": chosen.estimated_cost if chosen else None,
+        "price_source": explain.price_source(target) if isinstance(target, Ec2Target) else None,
+        "duration_ms": round(result.decision_duration * 1000, 3),
+        "failure_message": failure or result.failure_message,
+        "requirements": requirements.model_dump(mode="json", exclude_none=True),
+        "options": result.options.model_dump(mode="json"),
+        "engine_version": package_version(),
+    }
+
+
+def _insert_once(connection: sa.Connection, snapshot: dict[str, Any]) -> None:
+    """Store a snapshot unless it is there already (the same digest, the same data)."""
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = "sqlite" if dialect == "sqlite" else "postgresql"
+        insert = importlib.import_module(f"sqlalchemy.dialects.{module}").insert
+        connection.execute(insert(snapshots).values(**snapshot).on_conflict_do_nothing())
+        return
+    there = connection.execute(
+        sa.select(snapshots.c.digest).where(snapshots.c.digest == snapshot["digest"])
+    ).first()
+    if there is None:
+        connection.execute(snapshots.insert(), [snapshot])
+
+
 def _candidate(ts: Any, explained: dict[str, Any]) -> dict[str, Any]:
     data = dict(explained)
     target = ts.target.model_dump(mode="json", exclude_none=True)
@@ -525,6 +614,7 @@ def _record(row: Any, steps: tuple[Attempt, ...] = ()) -> Record:
         result=row.result,
         engine_version=row.engine_version,
         attempts=steps,
+        snapshot=row.snapshot,
     )
 
 
