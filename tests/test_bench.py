@@ -35,6 +35,7 @@ def test_the_report_has_every_figure_and_the_same_pick(cli: Cli) -> None:
             "placeHistoryP50Us",
             "placeHistoryP99Us",
             "bytesPerRecord",
+            "snapshotBytes",
         ):
             assert row[key] > 0, key
         assert row["p99Us"] >= row["p50Us"]

@@ -156,7 +156,9 @@ def measure(size: int, runs: int) -> dict[str, Any]:
     )
     evaluating = _timed(lambda: asyncio.run(engine.evaluate_all(GPU_TASK, targets, OPTIONS)), few)
     placing = _placed(engine, targets, runs)
-    recorded, record_bytes = _placed_with_history(targets, max(5, min(runs, 20_000 // size)))
+    recorded, record_bytes, snapshot_bytes = _placed_with_history(
+        targets, max(5, min(runs, 20_000 // size))
+    )
     row: dict[str, Any] = {
         "targets": size,
         "p50Us": _us(decide, 0.5),
@@ -172,6 +174,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         "placeHistoryP50Us": _us(recorded, 0.5),
         "placeHistoryP99Us": _us(recorded, 0.99),
         "bytesPerRecord": record_bytes,
+        "snapshotBytes": snapshot_bytes,
         "choice": result.selected.id if result.selected else None,
         "peer": None,
         "samePick": None,
@@ -200,9 +203,10 @@ def _placed(engine: PlacementEngine, targets: list[AnyTarget], runs: int) -> lis
     return asyncio.run(go())
 
 
-def _placed_with_history(targets: list[AnyTarget], runs: int) -> tuple[list[float], int]:
-    """`place()` with the history on (SQLite, the default), and the bytes each record
-    adds to the database file (after a checkpoint)."""
+def _placed_with_history(targets: list[AnyTarget], runs: int) -> tuple[list[float], int, int]:
+    """`place()` with the history on (SQLite, the default), the bytes each record adds
+    to the database file (after a checkpoint), and the size of the fleet's snapshot
+    (stored once, by the first placement)."""
     from acode_placement.history.store import HistoryStore  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="acode-bench-") as folder:
@@ -224,8 +228,9 @@ def _placed_with_history(targets: list[AnyTarget], runs: int) -> tuple[list[floa
 
         sizes: list[int] = []
         times = asyncio.run(go())
+        snapshot = store.snapshot_bytes()
         store.close()
-    return times, round(sizes[0] / runs)
+    return times, round(sizes[0] / runs), snapshot
 
 
 def _database_bytes(store: Any, path: Path) -> int:
@@ -343,7 +348,7 @@ def render(report: dict[str, Any]) -> str:
     tail = [
         "what a caller pays: place() through the public API (history off, then on: SQLite)",
         "  targets  decide p50 us  place p50 us  place p99 us  with history p50 us"
-        "  with history p99 us  B/record",
+        "  with history p99 us  B/record  snapshot B",
     ]
     for r in report["results"]:
         peer = r["peer"]
@@ -358,6 +363,7 @@ def render(report: dict[str, Any]) -> str:
             f"  {r['targets']:7d}  {r['p50Us']:13.1f}  {r['placeP50Us']:12.1f}"
             f"  {r['placeP99Us']:12.1f}  {r['placeHistoryP50Us']:19.1f}"
             f"  {r['placeHistoryP99Us']:19.1f}  {r['bytesPerRecord']:8d}"
+            f"  {r['snapshotBytes']:10d}"
         )
     return "\n".join([*lines, *tail])
 

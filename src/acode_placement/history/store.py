@@ -397,6 +397,12 @@ class HistoryStore:
             )
         )
 
+    def snapshot_bytes(self) -> int:
+        """The compressed size of every snapshot stored (what compact records share)."""
+        return self._read(
+            lambda c: int(c.execute(sa.select(sa.func.sum(snapshots.c.size))).scalar() or 0)
+        )
+
     def checkpoint(self) -> None:
         """SQLite: move the write-ahead log into the database file (so that its size
         tells what the records take); nothing for other databases."""
