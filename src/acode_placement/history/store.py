@@ -13,6 +13,7 @@ feed the same inputs to today's engine.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -570,13 +571,21 @@ def _row(
     }
 
 
+@functools.cache
+def _insert_or_ignore(dialect: str) -> sa.Insert | None:
+    """`INSERT ... ON CONFLICT DO NOTHING` into snapshots, built once per dialect."""
+    if dialect not in ("sqlite", "postgresql"):
+        return None
+    insert = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+    statement: sa.Insert = insert(snapshots).on_conflict_do_nothing()
+    return statement
+
+
 def _insert_once(connection: sa.Connection, snapshot: dict[str, Any]) -> None:
     """Store a snapshot unless it is there already (the same digest, the same data)."""
-    dialect = connection.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        module = "sqlite" if dialect == "sqlite" else "postgresql"
-        insert = importlib.import_module(f"sqlalchemy.dialects.{module}").insert
-        connection.execute(insert(snapshots).values(**snapshot).on_conflict_do_nothing())
+    statement = _insert_or_ignore(connection.dialect.name)
+    if statement is not None:
+        connection.execute(statement, snapshot)
         return
     there = connection.execute(
         sa.select(snapshots.c.digest).where(snapshots.c.digest == snapshot["digest"])
