@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -275,9 +276,70 @@ class TestCompactRecords:
         assert replay(PlacementEngine(), record).selected.id == result.selected.id  # type: ignore[union-attr]
 
 
-def writer(url: str, count: int) -> subprocess.Popen[str]:
+class TestGroupCommit:
+    def test_records_that_wait_share_one_transaction(self, url: str) -> None:
+        store = HistoryStore(url)
+        store.count()
+        gate = threading.Event()
+        first = store.writer.submit(lambda connection: gate.wait(10))
+        time.sleep(0.1)  # the writer is now inside the first transaction
+        waiting = [store.writer.submit(lambda connection: None) for _ in range(20)]
+        gate.set()
+        for future in [first, *waiting]:
+            future.result(10)
+        assert store.writer.transactions == 2
+
+    def test_one_bad_record_never_loses_the_others(self, url: str) -> None:
+        engine = engine_with(url)
+        store = engine.history
+        assert store is not None
+        store.count()
+        gate = threading.Event()
+        store.writer.submit(lambda connection: gate.wait(10))
+
+        def broken(connection: sa.Connection) -> None:
+            raise ValueError("a record that cannot be written")
+
+        async def together() -> list[Any]:
+            bad = asyncio.wrap_future(store.writer.submit(broken))
+            placed = [engine.place(TaskRequirements(cpu=n), FLEET, NO_DISCOVERY) for n in (1, 2, 3)]
+            gate.set()
+            return await asyncio.gather(bad, *placed, return_exceptions=True)
+
+        bad, *results = asyncio.run(together())
+        assert isinstance(bad, ValueError)
+        assert store.count() == 3
+        assert {r.request_id for r in store.list()} == {r.request_id for r in results}
+
+    def test_async_durability_answers_first_and_records_soon_after(self, url: str) -> None:
+        engine = PlacementEngine(history=HistoryStore(url, durable=False))
+        for n in range(20):
+            place(engine, TaskRequirements(cpu=n % 5))
+        store = engine.history
+        assert store is not None
+        deadline = time.monotonic() + 10
+        while store.count() < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def test_killed_during_group_commit_keeps_every_answered_record(self, url: str) -> None:
+        """SIGKILL while concurrent durable placements commit together: every
+        placement that answered (its id printed) is in the database."""
+        HistoryStore(url).count()
+        process = writer(url, -1, "--concurrent")
+        assert process.stdout is not None
+        answered = [process.stdout.readline().strip() for _ in range(200)]
+        process.send_signal(signal.SIGKILL)
+        rest, _ = process.communicate(timeout=30)
+        answered += [line for line in rest.splitlines() if line.strip()]
+        stored = {r.request_id for r in HistoryStore(url).list(limit=1_000_000)}
+        assert set(answered) <= stored
+        assert len(answered) >= 200
+
+
+def writer(url: str, count: int, *flags: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.history_writer", url, str(count)],
+        [sys.executable, "-m", "tests.history_writer", url, str(count), *flags],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -7,6 +7,7 @@ the decision itself (`decide`) is a pure function of its inputs.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -53,6 +54,7 @@ from acode_placement.models import (
     CheckKind,
     CheckSets,
     Ec2Target,
+    HistoryDurability,
     Known,
     LazyChecks,
     Misses,
@@ -170,6 +172,7 @@ class PlacementEngine:
                 settings.history,
                 retention_days=settings.history_retention_days,
                 retention_count=settings.history_retention_count,
+                durable=settings.history_durability is HistoryDurability.DURABLE,
             )
         return cls(
             StrategyRegistry.default(),
@@ -337,7 +340,7 @@ class PlacementEngine:
         result = replace(result, decision_duration=time.perf_counter() - started)
         self.metrics.placement_ended(result)
         if record:
-            self._record(result, requirements, inputs=(candidates, known, usage))
+            await self._record_committed(result, requirements, (candidates, known, usage))
         self._finish(result)
         return result
 
@@ -611,8 +614,35 @@ class PlacementEngine:
             if self._recorded % _PRUNE_EVERY == 1:
                 self.history.prune()
         except Exception as exc:  # the history never blocks a decision
-            self.metrics.history_failures.inc()
-            _log.warning("history.write_failed", request_id=result.request_id, error=str(exc))
+            self._write_failed(result.request_id, exc)
+
+    async def _record_committed(
+        self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
+    ) -> None:
+        """A compact record through the history's group writer: awaited until it is
+        committed when the history is durable; never a database call on this loop."""
+        history = self.history
+        if history is None:
+            return
+        try:
+            committed = history.submit(result, requirements, inputs)
+            if history.durable:
+                await asyncio.wrap_future(committed)
+            else:
+                committed.add_done_callback(lambda f: self._written(result.request_id, f))
+            self._recorded += 1
+            if self._recorded % _PRUNE_EVERY == 1:
+                await asyncio.to_thread(history.prune)
+        except Exception as exc:  # the history never blocks a decision
+            self._write_failed(result.request_id, exc)
+
+    def _written(self, request_id: str, future: concurrent.futures.Future[object]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._write_failed(request_id, future.exception())
+
+    def _write_failed(self, request_id: str, exc: BaseException | None) -> None:
+        self.metrics.history_failures.inc()
+        _log.warning("history.write_failed", request_id=request_id, error=str(exc))
 
     def _record_attempts(self, request_id: str, attempts: Sequence[Attempt]) -> None:
         if self.history is None:

@@ -178,6 +178,14 @@ class LogFormat(enum.StrEnum):
     AUTO = "auto"
 
 
+class HistoryDurability(enum.StrEnum):
+    """`durable`: a placement answers once its record is committed. `async`: at once;
+    a crash can lose the records not committed yet (at most one transaction's worth)."""
+
+    DURABLE = "durable"
+    ASYNC = "async"
+
+
 class TieBreaker(enum.StrEnum):
     FIRST = "first"
     ID = "id"
@@ -515,6 +523,11 @@ class PlacementSettings(_Model):
         " (default: sqlite history.db in the user data directory)",
     )
     history_enabled: Flag = True
+    history_durability: HistoryDurability = Field(
+        default=HistoryDurability.DURABLE,
+        description="durable: a placement answers once its record is committed;"
+        " async: at once (a crash can lose the last records)",
+    )
     history_retention_days: Annotated[Number, Field(gt=0, le=36_500)] | None = Field(
         default=None, description="delete records older than this (off by default)"
     )

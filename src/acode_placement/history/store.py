@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -214,10 +216,15 @@ class HistoryStore:
         *,
         retention_days: float | None = None,
         retention_count: int | None = None,
+        durable: bool = True,
     ) -> None:
         self.url = normalise_url(url)
         self.retention_days = retention_days
         self.retention_count = retention_count
+        # durable: `place()` returns once its record is committed; else at once, and a
+        # crash loses what the writer had not committed yet (at most one batch).
+        self.durable = durable
+        self.writer = GroupWriter(self._write)
         self._engine: Engine | None = None
         self._file: DatabaseFile | None = None
         self._lock = threading.Lock()
@@ -241,7 +248,7 @@ class HistoryStore:
         whole explanation. Without, every candidate's explanation is written out.
         """
         if inputs is not None:
-            self._record_compact(result, requirements, failure, inputs)
+            self._write(self._compact(result, requirements, failure, inputs))
             return
         chosen = result.selected
         target = chosen.target if chosen else None
@@ -255,13 +262,22 @@ class HistoryStore:
             row["result"]["priceNote"] = price.note
         self._write(lambda connection: connection.execute(placements.insert(), [row]).rowcount)
 
-    def _record_compact(
+    def submit(
+        self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
+    ) -> Future[object]:
+        """A compact record (see `record`) made now and committed by the group writer,
+        with the records of concurrent placements, in one transaction; the future is
+        done once it is committed (or has failed)."""
+        return self.writer.submit(self._compact(result, requirements, None, inputs))
+
+    def _compact(
         self,
         result: PlacementResult,
         requirements: TaskRequirements,
         failure: str | None,
         inputs: Inputs,
-    ) -> None:
+    ) -> Callable[[sa.Connection], object]:
+        """The compact record's row, made now; the returned work writes it."""
         snapshot = self._snapshots.get(*inputs)
         row = _row(result, requirements, failure)
         row.update(candidates=[], result=explain.outcome_json(result), snapshot=snapshot.digest)
@@ -276,7 +292,7 @@ class HistoryStore:
             _insert_once(connection, kept)
             return connection.execute(placements.insert(), [row]).rowcount
 
-        self._write(write)
+        return write
 
     def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
         """Append the acquisition attempts of a decision (fallback, in order)."""
@@ -542,6 +558,63 @@ def _delete(connection: sa.Connection, request_ids: sa.Select[Any]) -> int:
         connection.execute(attempts.delete().where(attempts.c.request_id.in_(chunk)))
         connection.execute(placements.delete().where(placements.c.request_id.in_(chunk)))
     return len(ids)
+
+
+_Pending = tuple[Callable[[sa.Connection], object], Future[object]]
+
+
+class GroupWriter:
+    """One thread that commits the records of concurrent placements together: the
+    records that arrive while a transaction commits go into the next one (at most
+    `most` per transaction), so a busy service pays one commit for many placements
+    and no database call runs on the event loop. A batch that fails is committed
+    again record by record, so that one bad record never loses the others."""
+
+    def __init__(self, write: Callable[[Callable[[sa.Connection], object]], object]) -> None:
+        self._write = write
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.most = 256
+        self.transactions = 0  # committed, for the tests and the benchmark
+
+    def submit(self, work: Callable[[sa.Connection], object]) -> Future[object]:
+        future: Future[object] = Future()
+        self._queue.put((work, future))
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="acode-placement-history", daemon=True
+                )
+                self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.most:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._commit(batch)
+
+    def _commit(
+        self, batch: list[tuple[Callable[[sa.Connection], object], Future[object]]]
+    ) -> None:
+        try:
+            self._write(lambda connection: [work(connection) for work, _ in batch])
+        except Exception:
+            for work, future in batch:  # alone, each record stands or falls by itself
+                try:
+                    future.set_result(self._write(work))
+                    self.transactions += 1
+                except Exception as exc:
+                    future.set_exception(exc)
+            return
+        self.transactions += 1
+        for _, future in batch:
+            future.set_result(None)
 
 
 def _row(
