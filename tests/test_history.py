@@ -322,6 +322,27 @@ class TestGroupCommit:
             assert time.monotonic() < deadline
             time.sleep(0.05)
 
+    def test_a_process_that_exits_leaves_its_async_records(self, url: str) -> None:
+        """async answers before committing, but a process that ends normally waits
+        for its writer (atexit): a command line loses nothing."""
+        script = (
+            "import asyncio, sys\n"
+            "from acode_placement import *\n"
+            "from acode_placement.history.store import HistoryStore\n"
+            "engine = PlacementEngine(history=HistoryStore(sys.argv[1], durable=False))\n"
+            "fleet = [SshTarget(id='a', host='a', capabilities=Capabilities(cpu=8))]\n"
+            "off = PlacementOptions(discovery_enabled=False)\n"
+            "async def main():\n"
+            "    for _ in range(50):\n"
+            "        await engine.place(TaskRequirements(cpu=1), fleet, off)\n"
+            "asyncio.run(main())\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, url], cwd=ROOT, timeout=60, check=False
+        )
+        assert done.returncode == 0
+        assert HistoryStore(url).count() == 50
+
     def test_killed_during_group_commit_keeps_every_answered_record(self, url: str) -> None:
         """SIGKILL while concurrent durable placements commit together: every
         placement that answered (its id printed) is in the database."""

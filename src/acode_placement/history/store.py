@@ -13,6 +13,8 @@ feed the same inputs to today's engine.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import importlib
 import os
@@ -587,7 +589,15 @@ class GroupWriter:
                     target=self._run, name="acode-placement-history", daemon=True
                 )
                 self._thread.start()
+                atexit.register(self.drain)  # what async placements left, before exit
         return future
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait (at most `timeout` seconds) until what was submitted is committed."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        with contextlib.suppress(Exception):
+            self.submit(lambda connection: None).result(timeout)
 
     def _run(self) -> None:
         while True:
