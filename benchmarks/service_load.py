@@ -29,7 +29,7 @@ from acode_placement.history.store import HistoryStore
 from tests.sshd import free_port
 
 ROOT = Path(__file__).parent.parent
-TOKEN = "load-test-token"
+TOKEN = "load-test-token-of-this-run"  # 16+ visible characters, as serve asks
 TASKS = [
     {"name": "build", "requirements": {"cpu": 2, "tools": ["docker"]}},
     {"name": "train", "requirements": {"gpu": {"type": "nvidia", "minVram": 16}, "maxCost": 5}},
