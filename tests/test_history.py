@@ -343,6 +343,23 @@ class TestGroupCommit:
         assert done.returncode == 0
         assert HistoryStore(url).count() == 50
 
+    def test_processes_opening_a_new_database_at_once_migrate_it_once(self, url: str) -> None:
+        script = "import sys; from acode_placement.history.store import HistoryStore as H; "
+        script += "print(H(sys.argv[1]).count())"
+        openers = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, url],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        outcomes = [p.communicate(timeout=60) for p in openers]
+        assert [p.returncode for p in openers] == [0] * 6, [err for _, err in outcomes]
+        assert [out.strip() for out, _ in outcomes] == ["0"] * 6
+
     def test_killed_during_group_commit_keeps_every_answered_record(self, url: str) -> None:
         """SIGKILL while concurrent durable placements commit together: every
         placement that answered (its id printed) is in the database."""

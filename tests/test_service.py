@@ -375,3 +375,94 @@ def test_concurrent_requests_each_leave_one_record(tmp_path: Path) -> None:
     assert store.count() == 300
     ids = {r.request_id for r in store.list(limit=1000)}
     assert len(ids) == 300
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes `serve` (pid) started (multiprocessing's spawned children;
+    not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and b"spawn_main" in command:
+                found.append(int(entry.name))
+    return found
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (R, S, Z...), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_workers_share_one_history_and_leave_nothing_behind(tmp_path: Path) -> None:
+    """`serve --workers 3`: every answered request has exactly one record in the one
+    database, leases never over-commit across processes, and SIGTERM ends them all."""
+    database = tmp_path / "history.db"
+    config = tmp_path / "placement.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"placement": {"discoveryEnabled": False, "history": f"sqlite:///{database}"}}
+        )
+    )
+    targets = tmp_path / "targets.yaml"
+    box = {"id": "box", "type": "ssh", "host": "box.invalid", "capabilities": {"cpu": 8}}
+    targets.write_text(yaml.safe_dump({"targets": [box]}))
+    port = free_port()
+    env = {**os.environ, "ACODE_PLACEMENT_TOKEN": TOKEN, "XDG_DATA_HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "acode_placement", "serve", "--port", str(port), "--workers", "3",
+         "--config", str(config), "--targets", str(targets)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None
+            time.sleep(0.1)
+        while len(_workers(server.pid)) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+        async def flood() -> list[httpx.Response]:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+                one = {"task": {"name": "one", "requirements": {"cpu": 1}}}
+                return await asyncio.gather(
+                    *(
+                        client.post("/v1/placements", json={**one, "reserve": n % 10 == 0})
+                        for n in range(200)
+                    )
+                )
+
+        answers = asyncio.run(flood())
+        odd = [(r.status_code, r.text[:300]) for r in answers if r.status_code != 200]
+        assert odd == []
+        leased = [r.json()["reservation"] for r in answers if r.json()["reservation"]]
+        assert len(leased) == 8  # 20 asked for one CPU each of 8; the other 12 found no room
+        workers = _workers(server.pid)
+        assert len(workers) == 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert "Traceback" not in err
+    alive = {pid: _state(pid) for pid in workers}
+    assert all(state in (None, "Z") for state in alive.values()), alive
+    store = HistoryStore(f"sqlite:///{database}")
+    assert store.count() == 200
+    assert {r.request_id for r in store.list(limit=1000)} == {
+        r.json()["requestId"] for r in answers
+    }
+    assert len(ReservationStore(f"sqlite:///{database}").active()) == 8

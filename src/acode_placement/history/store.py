@@ -21,7 +21,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -49,6 +49,11 @@ from acode_placement.models import (
     Usage,
 )
 from acode_placement.safe import mask_url
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: processes migrate without a lock
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 # What a decision was made on: the candidates, their capabilities as known, and the
@@ -535,22 +540,69 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
 
 
 def _migrate(engine: Engine) -> None:
-    """Bring the schema to HEAD; Alembic is imported only when that is needed."""
-    with engine.connect() as connection:
-        if sa.inspect(connection).has_table("alembic_version"):
-            current = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            if current.scalar() == HEAD:
-                return
-    # Alembic costs a quarter second to import: only a database to migrate pays it.
-    from alembic import command  # noqa: PLC0415
-    from alembic.config import Config  # noqa: PLC0415
+    """Bring the schema to HEAD; Alembic is imported only when that is needed.
 
-    config = Config()
-    location = resources.files("acode_placement.history").joinpath("migrations")
-    config.set_main_option("script_location", str(location))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    Processes that open a new database at once (`serve --workers`, commands run in
+    parallel) migrate one at a time: the first takes a lock (a lock file beside a
+    SQLite database, an advisory lock on PostgreSQL), the others wait for it and
+    then find the schema at HEAD.
+    """
+    if _at_head(engine):
+        return
+    with _migration_lock(engine):
+        if _at_head(engine):
+            return  # another process migrated it meanwhile
+        # Alembic costs a quarter second to import: only a database to migrate pays it.
+        from alembic import command  # noqa: PLC0415
+        from alembic.config import Config  # noqa: PLC0415
+
+        config = Config()
+        location = resources.files("acode_placement.history").joinpath("migrations")
+        config.set_main_option("script_location", str(location))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+
+def _at_head(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return False
+        current = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return bool(current.scalar() == HEAD)
+
+
+_MIGRATION_LOCK = 0x6163_6F64_6570  # PostgreSQL advisory lock key: "acodep"
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as holder:
+            holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                holder.commit()
+        return
+    name = url.database or ""
+    local = url.get_backend_name() == "sqlite" and name not in ("", ":memory:")
+    if not local or name.startswith("file:") or fcntl is None:
+        yield
+        return
+    try:
+        lock = open(f"{name}.migrate-lock", "a")  # noqa: SIM115  (held across the yield)
+    except OSError:  # an unwritable directory: SQLite will say so itself
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _delete(connection: sa.Connection, request_ids: sa.Select[Any]) -> int:
