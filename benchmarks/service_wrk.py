@@ -1,0 +1,191 @@
+"""Service load with a real load generator: wrk (Debian's package) against `serve`.
+
+    .venv/bin/python -m benchmarks.service_wrk [--workers 1,2] [--fleets example,1000]
+        [--connections 32] [--seconds 10] [--json]
+
+For each fleet and worker count: starts `acode-placement serve --workers N` on a free
+loopback port (history on, durable, in a fresh SQLite file; declared capabilities),
+drives `POST /v1/placements` with wrk (`--latency`, a Lua script for the body and the
+token), then `GET /healthz` the same way, and reads the history: every completed
+request must have its record (wrk stops with up to one request per connection in
+flight, which the server still answers and records). Needs `wrk` on PATH
+(`apt-get install wrk`); nothing here leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from acode_placement.bench import fleet
+from acode_placement.history.store import HistoryStore
+from tests.sshd import free_port
+
+ROOT = Path(__file__).parent.parent
+TOKEN = "wrk-load-token-of-this-run"
+TASK = {"task": {"name": "build", "requirements": {"cpu": 2, "tools": ["docker"]}}}
+LUA = """
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+"""
+
+
+def fleet_file(folder: Path, name: str) -> Path:
+    if name == "example":
+        return ROOT / "examples" / "targets.yaml"
+    targets, _ = fleet(int(name))
+    path = folder / f"fleet-{name}.yaml"
+    dumped = [t.model_dump(mode="json", exclude_none=True) for t in targets]
+    path.write_text(yaml.safe_dump({"targets": dumped}))
+    return path
+
+
+@contextlib.contextmanager
+def serving(folder: Path, targets: Path, workers: int) -> Iterator[tuple[str, Path]]:
+    database = folder / f"history-{workers}-{targets.stem}.db"
+    config = folder / "placement.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"placement": {"discoveryEnabled": False, "history": f"sqlite:///{database}"}}
+        )
+    )
+    port = free_port()
+    env = {**os.environ, "ACODE_PLACEMENT_TOKEN": TOKEN, "XDG_DATA_HOME": str(folder)}
+    command = [sys.executable, "-m", "acode_placement", "serve", "--port", str(port)]
+    command += ["--workers", str(workers), "--config", str(config), "--targets", str(targets)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("serve did not start")
+            time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for _ in range(workers * 4):  # every worker opens its database and compiles
+            httpx.post(f"{base}/v1/placements:explain", json=TASK, headers=headers, timeout=60)
+        yield base, database
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path | None) -> dict[str, Any]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    out = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "perSecond": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50Ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "p99Ms": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
+        "errors": int(errors.group(1)) if errors else 0,
+        "socketErrors": socket_errors.group(1) if socket_errors else None,
+    }
+
+
+def _ms(text: str) -> float:
+    number = float(re.sub(r"[a-z]+$", "", text))
+    unit = re.sub(r"^[\d.]+", "", text)
+    return round(number * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit], 3)
+
+
+def run(
+    workers: list[int], fleets: list[str], connections: int, seconds: int
+) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="acode-wrk-") as name:
+        folder = Path(name)
+        script = folder / "place.lua"
+        script.write_text(LUA.format(body=json.dumps(TASK), token=TOKEN))
+        for fleet_name in fleets:
+            targets = fleet_file(folder, fleet_name)
+            for count in workers:
+                with serving(folder, targets, count) as (base, database):
+                    store = HistoryStore(f"sqlite:///{database}")
+                    before = store.count()
+                    placing = wrk(f"{base}/v1/placements", connections, seconds, script)
+                    time.sleep(1)  # the requests wrk left in flight are answered
+                    records = store.count() - before
+                    health = wrk(f"{base}/healthz", connections, seconds, None)
+                    store.close()
+                rows.append(
+                    {
+                        "fleet": fleet_name,
+                        "workers": count,
+                        "placements": placing,
+                        "healthz": health,
+                        "records": records,
+                        "recordsMatch": placing["requests"]
+                        <= records
+                        <= placing["requests"] + connections,
+                        "placementsVsHealthz": round(placing["perSecond"] / health["perSecond"], 3),
+                    }
+                )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.service_wrk")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--fleets", default="example,1000")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    rows = run(
+        [int(w) for w in args.workers.split(",")],
+        args.fleets.split(","),
+        args.connections,
+        args.seconds,
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(
+            f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1;"
+            f" {os.cpu_count()} CPUs shared by server and load generator"
+        )
+        print(
+            "  fleet     workers  placements/s  p50 ms  p99 ms  errors  healthz/s  ratio  records"
+        )
+        for r in rows:
+            p, h = r["placements"], r["healthz"]
+            print(
+                f"  {r['fleet']:8}  {r['workers']:7d}  {p['perSecond']:12.1f}  {p['p50Ms']:6.2f}"
+                f"  {p['p99Ms']:6.2f}  {p['errors']:6d}  {h['perSecond']:9.1f}"
+                f"  {r['placementsVsHealthz']:5.2f}  {r['records']}"
+                f" ({'ok' if r['recordsMatch'] else 'MISMATCH'})"
+            )
+    return 0 if all(r["recordsMatch"] and r["placements"]["errors"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
