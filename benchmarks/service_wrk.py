@@ -57,13 +57,11 @@ def fleet_file(folder: Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def serving(folder: Path, targets: Path, workers: int) -> Iterator[tuple[str, Path]]:
-    database = folder / f"history-{workers}-{targets.stem}.db"
-    config = folder / "placement.yaml"
+def serving(folder: Path, targets: Path, workers: int, history: str) -> Iterator[str]:
+    """`serve --workers N` on a free port with the history at `history`; its base URL."""
+    config = folder / f"placement-{free_port()}.yaml"
     config.write_text(
-        yaml.safe_dump(
-            {"placement": {"discoveryEnabled": False, "history": f"sqlite:///{database}"}}
-        )
+        yaml.safe_dump({"placement": {"discoveryEnabled": False, "history": history}})
     )
     port = free_port()
     env = {**os.environ, "ACODE_PLACEMENT_TOKEN": TOKEN, "XDG_DATA_HOME": str(folder)}
@@ -83,7 +81,7 @@ def serving(folder: Path, targets: Path, workers: int) -> Iterator[tuple[str, Pa
         headers = {"Authorization": f"Bearer {TOKEN}"}
         for _ in range(workers * 4):  # every worker opens its database and compiles
             httpx.post(f"{base}/v1/placements:explain", json=TASK, headers=headers, timeout=60)
-        yield base, database
+        yield base
     finally:
         server.terminate()
         server.wait(60)
@@ -125,7 +123,8 @@ def run(
         for fleet_name in fleets:
             targets = fleet_file(folder, fleet_name)
             for count in workers:
-                with serving(folder, targets, count) as (base, database):
+                database = folder / f"history-{count}-{targets.stem}.db"
+                with serving(folder, targets, count, f"sqlite:///{database}") as base:
                     store = HistoryStore(f"sqlite:///{database}")
                     before = store.count()
                     placing = wrk(f"{base}/v1/placements", connections, seconds, script)
