@@ -280,9 +280,14 @@ class TestGroupCommit:
     def test_records_that_wait_share_one_transaction(self, url: str) -> None:
         store = HistoryStore(url)
         store.count()
-        gate = threading.Event()
-        first = store.writer.submit(lambda connection: gate.wait(10))
-        time.sleep(0.1)  # the writer is now inside the first transaction
+        gate, entered = threading.Event(), threading.Event()
+
+        def held(connection: sa.Connection) -> None:
+            entered.set()
+            gate.wait(10)
+
+        first = store.writer.submit(held)
+        assert entered.wait(10)  # the writer is now inside the first transaction
         waiting = [store.writer.submit(lambda connection: None) for _ in range(20)]
         gate.set()
         for future in [first, *waiting]:
@@ -290,26 +295,35 @@ class TestGroupCommit:
         assert store.writer.transactions == 2
 
     def test_one_bad_record_never_loses_the_others(self, url: str) -> None:
-        engine = engine_with(url)
-        store = engine.history
-        assert store is not None
+        store = HistoryStore(url)
         store.count()
-        gate = threading.Event()
-        store.writer.submit(lambda connection: gate.wait(10))
+        engine = PlacementEngine()
+        decided = [
+            asyncio.run(engine.place(TaskRequirements(cpu=n), FLEET, NO_DISCOVERY, record=False))
+            for n in (1, 2, 3)
+        ]
+        known = asyncio.run(engine.capabilities(FLEET, TaskRequirements(), NO_DISCOVERY))
+        gate, entered = threading.Event(), threading.Event()
+
+        def held(connection: sa.Connection) -> None:
+            entered.set()
+            gate.wait(10)
 
         def broken(connection: sa.Connection) -> None:
             raise ValueError("a record that cannot be written")
 
-        async def together() -> list[Any]:
-            bad = asyncio.wrap_future(store.writer.submit(broken))
-            placed = [engine.place(TaskRequirements(cpu=n), FLEET, NO_DISCOVERY) for n in (1, 2, 3)]
-            gate.set()
-            return await asyncio.gather(bad, *placed, return_exceptions=True)
-
-        bad, *results = asyncio.run(together())
-        assert isinstance(bad, ValueError)
-        assert store.count() == 3
-        assert {r.request_id for r in store.list()} == {r.request_id for r in results}
+        store.writer.submit(held)
+        assert entered.wait(10)
+        # all four wait behind the first transaction, so they are committed together
+        bad = store.writer.submit(broken)
+        good = [store.submit(r, TaskRequirements(), (FLEET, known, None)) for r in decided]
+        gate.set()
+        with pytest.raises(ValueError, match="cannot be written"):
+            bad.result(10)
+        for future in good:
+            future.result(10)
+        assert {r.request_id for r in store.list()} == {r.request_id for r in decided}
+        assert store.writer.transactions == 1 + 3  # the first; then each good one alone
 
     def test_async_durability_answers_first_and_records_soon_after(self, url: str) -> None:
         engine = PlacementEngine(history=HistoryStore(url, durable=False))
