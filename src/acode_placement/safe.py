@@ -22,7 +22,10 @@ from urllib.parse import parse_qsl, urlsplit
 # Format characters that reorder or hide text (bidirectional overrides and isolates,
 # zero-width joiners are harmless and kept); a Trojan Source trick otherwise.
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# ... and lone surrogates, which no terminal encoding can write
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 MASK = "***"
 _PARAMETER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,39}$")
 

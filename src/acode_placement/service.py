@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,9 +113,19 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a string a client sent (a lone
+    surrogate among them, which UTF-8 cannot encode) always comes back as valid JSON."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
+
+
 def problem(status: int, title: str, detail: str, **headers: str) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+    return AsciiJSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
 class BodyLimit:
@@ -221,6 +232,7 @@ def create_app(
 ) -> FastAPI:
     """The application. `token` None means no authentication (loopback only)."""
     app = FastAPI(
+        default_response_class=AsciiJSONResponse,
         title="acode-placement",
         summary="Decide where a task should run, and say why.",
         version=package_version(),
@@ -416,12 +428,12 @@ async def readyz(
     with it, a `detail` says why not (the server's log always does)."""
     cause = await asyncio.to_thread(_unready, service.engine)
     if cause is None:
-        return JSONResponse({"status": "ready"})
+        return AsciiJSONResponse({"status": "ready"})
     _log.warning("service.not_ready", cause=cause)
     body = {"status": "not ready"}
     if _token_ok(service, credentials):
         body["detail"] = cause
-    return JSONResponse(body, status_code=503)
+    return AsciiJSONResponse(body, status_code=503)
 
 
 def _unready(engine: PlacementEngine) -> str | None:
