@@ -181,6 +181,8 @@ TASK_VALUES: dict[str, tuple[dict[str, object], str]] = {
     "os-injection": ({"os": "linux; rm -rf /"}, "requirements.os: must be one of"),
     "arch-true": ({"arch": True}, "requirements.arch"),
     "misspelt-key": ({"memroyGb": 4}, "did you mean memoryGb?"),
+    "key-like-a-type": ({"cpu(": 1}, "requirements.cpu(: unknown key; did you mean cpu?"),
+    "key-with-brackets": ({"tuple[str]": 1}, "requirements.tuple[str]: unknown key"),
 }
 
 

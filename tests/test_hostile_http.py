@@ -155,6 +155,9 @@ BODIES: dict[str, tuple[bytes | str | dict[str, Any], int]] = {
     "timeout-inf": ('{"task": {"name": "x"}, "options": {"decisionTimeout": Infinity}}', 422),
     "nan-literal": ('{"task": {"name": "x", "requirements": {"cpu": NaN}}}', 422),
     "flag-number": ({"task": TASK, "reserve": 1}, 422),
+    # keys that look like pydantic's union markers in an error's location
+    "top-key-with-paren": ('{"\u00bd(x": {}}', 422),
+    "key-with-brackets": ({"task": {"name": "x", "requirements": {"a[b](c)": 1}}}, 422),
     # lone surrogates: valid JSON escapes that UTF-8 cannot encode
     "surrogate-key": ('{"\\ud89a\\udf91": {}}', 422),
     "surrogate-name": ('{"task": {"name": "a\\ud800b"}}', 422),

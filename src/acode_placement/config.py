@@ -312,8 +312,9 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
     path: list[str | int] = []
     here = data
     for part in loc:
-        tag = isinstance(here, dict) and part not in here and here.get("type") == part
-        member = isinstance(part, str) and ("[" in part or "(" in part)
+        key = isinstance(here, dict) and part in here  # a key of the data, whatever it says
+        tag = not key and isinstance(here, dict) and here.get("type") == part
+        member = not key and isinstance(part, str) and ("[" in part or "(" in part)
         if tag or member:
             continue  # a union's tag or member type (`tuple[...]`), not a key of the file
         path.append(part)
@@ -330,6 +331,8 @@ def _index(value: Any, part: str | int) -> Any:
 def _message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel]) -> str:
     kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "extra_forbidden":
+        if not path:
+            return "unknown key"
         return "unknown key" + _hint(str(path[-1]), _allowed_keys(model, path[:-1], data))
     if kind == "missing":
         return "missing required key"
