@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from acode_placement.history.store import HistoryStore
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -77,16 +78,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     history = HistoryStore(f"sqlite:///{work / 'acode-placement' / 'history.db'}")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
+        wait_until_up(base, server, path="/readyz")
         before = history.count()
         started = time.perf_counter()
         latencies, failures = asyncio.run(load(base, args.requests, args.connections))

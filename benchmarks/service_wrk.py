@@ -33,6 +33,7 @@ import yaml
 
 from acode_placement.bench import fleet
 from acode_placement.history.store import HistoryStore
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -70,14 +71,7 @@ def serving(folder: Path, targets: Path, workers: int, history: str) -> Iterator
     server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("serve did not start")
-            time.sleep(0.1)
+        wait_until_up(base, server, seconds=60)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         for _ in range(workers * 4):  # every worker opens its database and compiles
             httpx.post(f"{base}/v1/placements:explain", json=TASK, headers=headers, timeout=60)

@@ -36,6 +36,7 @@ from acode_placement.models import (
 )
 from acode_placement.service import create_app
 from tests.hostile import SCRIPT, assert_refused, environment, run
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 TOKEN = "correct-horse-battery-staple"
@@ -101,13 +102,7 @@ def serving(home: Path) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_up(base, process)
         yield base
     finally:
         process.terminate()

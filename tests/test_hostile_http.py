@@ -37,6 +37,7 @@ from acode_placement.models import (
 from acode_placement.service import create_app
 from tests.conftest import FLEET
 from tests.hostile import SCRIPT, SECRETS, environment
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 TOKEN = "correct-horse-battery-staple"
@@ -59,14 +60,7 @@ def serve(home: Path, settings: dict[str, Any]) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.05)
+        wait_until_up(base, process)
         yield base
     finally:
         process.terminate()

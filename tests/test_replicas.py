@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 TOKEN = "correct-horse-battery-staple"
@@ -64,14 +65,8 @@ def replicas(
             )
         )
     try:
-        deadline = time.monotonic() + 60
         for base, process in started:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                        break
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_until_up(base, process, path="/readyz", seconds=60)
         yield started
     finally:
         for _, process in started:

@@ -31,6 +31,7 @@ from acode_placement.history.store import HistoryStore
 from acode_placement.models import PlacementOptions
 from acode_placement.service import create_app
 from tests.conftest import Cli
+from tests.serving import wait_until_up
 from tests.sshd import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -321,13 +322,7 @@ class TestServeCommand:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.05)
+            wait_until_up(base, server, seconds=20)
             answer: dict[str, Any] = {}
 
             def call() -> None:
@@ -425,13 +420,8 @@ def test_workers_share_one_history_and_leave_nothing_behind(tmp_path: Path) -> N
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
+        wait_until_up(base, server)
         deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            assert time.monotonic() < deadline and server.poll() is None
-            time.sleep(0.1)
         while len(_workers(server.pid)) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.1)
