@@ -600,16 +600,13 @@ class PlacementEngine:
         future.add_done_callback(done)
 
     def _record(
-        self,
-        result: PlacementResult,
-        requirements: TaskRequirements,
-        failure: str | None = None,
-        inputs: Inputs | None = None,
+        self, result: PlacementResult, requirements: TaskRequirements, failure: str | None = None
     ) -> None:
+        """A decision aborted before it had candidates, written whole (it is small)."""
         if self.history is None:
             return
         try:
-            self.history.record(result, requirements, failure=failure, inputs=inputs)
+            self.history.record(result, requirements, failure=failure)
             self._recorded += 1
             if self._recorded % _PRUNE_EVERY == 1:
                 self.history.prune()

@@ -31,7 +31,7 @@ from acode_placement.history.store import (
     _metadata,
     _reason,
     normalise_url,
-    open_database,
+    open_watched,
 )
 from acode_placement.models import Capacity, Reservation, Resources, Usage
 from acode_placement.safe import mask_url
@@ -246,18 +246,10 @@ class ReservationStore:
         with self._opening:
             if self._engine is None:
                 try:
-                    engine = open_database(self.url, immediate=True)
+                    self._engine, self._file = open_watched(self.url, immediate=True)
                 except PlacementError as exc:
                     text = str(exc).replace("history ", "reservations ", 1)
                     raise StoreUnavailableError(text) from None
-                try:
-                    self._file = DatabaseFile.of(self.url)
-                except OSError as exc:
-                    engine.dispose()
-                    raise StoreUnavailableError(
-                        f"reservations {mask_url(self.url)}: {exc.strerror}"
-                    ) from None
-                self._engine = engine
             return self._engine
 
     def _lock(self, connection: sa.Connection, target_id: str) -> None:

@@ -244,18 +244,10 @@ class HistoryStore:
         requirements: TaskRequirements,
         *,
         failure: str | None = None,
-        inputs: Inputs | None = None,
     ) -> None:
-        """Append one decision (or, with `failure`, a decision that was aborted).
-
-        With `inputs` (the candidates, their capabilities as known, the reservations
-        held), the record is compact: the outcome and a snapshot of the inputs,
-        stored once per fleet state, from which `replay.explanation` rebuilds the
-        whole explanation. Without, every candidate's explanation is written out.
-        """
-        if inputs is not None:
-            self._write(self._compact(result, requirements, failure, inputs))
-            return
+        """Append one decision (or, with `failure`, a decision that was aborted) with
+        every candidate's explanation written out. `place()` writes compact records
+        through `submit` instead."""
         chosen = result.selected
         target = chosen.target if chosen else None
         price = target.price if isinstance(target, Ec2Target) else None
@@ -271,21 +263,14 @@ class HistoryStore:
     def submit(
         self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
     ) -> Future[object]:
-        """A compact record (see `record`) made now and committed by the group writer,
-        with the records of concurrent placements, in one transaction; the future is
-        done once it is committed (or has failed)."""
-        return self.writer.submit(self._compact(result, requirements, None, inputs))
-
-    def _compact(
-        self,
-        result: PlacementResult,
-        requirements: TaskRequirements,
-        failure: str | None,
-        inputs: Inputs,
-    ) -> Callable[[sa.Connection], object]:
-        """The compact record's row, made now; the returned work writes it."""
+        """Append a compact record: the outcome, and a snapshot of `inputs` (the
+        candidates, their capabilities as known, the reservations held) stored once per
+        fleet state, from which `replay.explanation` rebuilds the whole explanation.
+        The row is made now; the group writer commits it with the records of concurrent
+        placements, in one transaction; the future is done once it is committed (or
+        has failed)."""
         snapshot = self._snapshots.get(*inputs)
-        row = _row(result, requirements, failure)
+        row = _row(result, requirements, None)
         row.update(candidates=[], result=explain.outcome_json(result), snapshot=snapshot.digest)
         kept = {
             "digest": snapshot.digest,
@@ -298,7 +283,7 @@ class HistoryStore:
             _insert_once(connection, kept)
             return connection.execute(placements.insert(), [row]).rowcount
 
-        return write
+        return self.writer.submit(write)
 
     def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
         """Append the acquisition attempts of a decision (fallback, in order)."""
@@ -468,17 +453,18 @@ class HistoryStore:
     def _opened(self) -> Engine:
         with self._lock:
             if self._engine is None:
-                engine = self._connect()
-                try:
-                    self._file = DatabaseFile.of(self.url)
-                except OSError as exc:
-                    engine.dispose()
-                    raise HistoryError(f"history {self._where()}: {exc.strerror}") from None
-                self._engine = engine
+                self._engine, self._file = open_watched(self.url)
             return self._engine
 
-    def _connect(self) -> Engine:
-        return open_database(self.url)
+
+def open_watched(url_text: str, *, immediate: bool = False) -> tuple[Engine, DatabaseFile | None]:
+    """`open_database`, and the SQLite file it opened (see `DatabaseFile`)."""
+    engine = open_database(url_text, immediate=immediate)
+    try:
+        return engine, DatabaseFile.of(url_text)
+    except OSError as exc:
+        engine.dispose()
+        raise HistoryError(f"history {mask_url(url_text)}: {exc.strerror}") from None
 
 
 def open_database(url_text: str, *, immediate: bool = False) -> Engine:
