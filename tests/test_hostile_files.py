@@ -293,6 +293,8 @@ SETTINGS_VALUES: dict[str, tuple[dict[str, object], str]] = {
     "tie-breaker": ({"tieBreaker": "random"}, "tieBreaker"),
     "log-level": ({"logLevel": "trace"}, "logLevel"),
     "history-true": ({"history": True}, "history"),
+    "history-durability": ({"historyDurability": "sometimes"}, "historyDurability: must be one of"),
+    "history-durability-flag": ({"historyDurability": True}, "historyDurability"),
 }
 
 
@@ -315,6 +317,7 @@ ENVIRONMENT = {
     "discovery-two": ("ACODE_PLACEMENT_DISCOVERY_ENABLED", "2"),
     "timeout-negative": ("ACODE_PLACEMENT_DECISION_TIMEOUT", "-1"),
     "log-level": ("ACODE_PLACEMENT_LOG_LEVEL", "[/]"),
+    "history-durability": ("ACODE_PLACEMENT_HISTORY_DURABILITY", "eventually"),
 }
 
 
