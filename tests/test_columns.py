@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from acode_placement import bench
+from acode_placement import bench, explain
 from acode_placement.engine import PlacementEngine, Scores
 from acode_placement.explain import result_json
 from acode_placement.models import (
@@ -18,6 +20,7 @@ from acode_placement.models import (
     SshTarget,
     TaskRequirements,
 )
+from tests.test_properties import SETTINGS, every_option, every_rule
 
 OPTIONS = PlacementOptions(discovery_enabled=False)
 
@@ -158,3 +161,28 @@ def test_a_result_keeps_explaining_the_fleet_it_decided_on() -> None:
     targets[out] = SshTarget(id="replaced", host="elsewhere")
     known[out] = Known(Capabilities())
     assert result.all_scores[out].target is before
+
+
+_FLEET, _KNOWN = bench.fleet(120)
+_ONE_ENGINE = PlacementEngine(compile_from=0)  # one compiled fleet across the examples
+
+
+@SETTINGS
+@given(every_rule, every_option, st.integers(0, 3))
+def test_cause_counts_kept_per_task_shape_are_the_checks_counts(
+    req: TaskRequirements, opts: PlacementOptions, unknown: int
+) -> None:
+    """The cause counts a compiled fleet keeps for a task shape (what the metrics and
+    the log of every placement read) are what every target's checks count, in the
+    same order, however many shapes came before on the same columns."""
+    known = list(_KNOWN)
+    for index in range(0, unknown * 37, 37):  # a few targets whose discovery failed
+        known[index] = Known(
+            known[index].capabilities, DiscoveryStatus.UNREACHABLE, "down", known=False
+        )
+    fast = _ONE_ENGINE.decide(req, _FLEET, known, opts)
+    reference = _ONE_ENGINE.decide(req, _FLEET, known, opts, reference=True)
+    expected = list(explain.cause_counts(reference.all_scores).items())
+    assert list(explain.cause_counts(fast.all_scores).items()) == expected
+    again = _ONE_ENGINE.decide(req, _FLEET, known, opts)  # from what the columns kept
+    assert list(explain.cause_counts(again.all_scores).items()) == expected

@@ -38,7 +38,7 @@ from acode_placement import (
 from acode_placement.events import CapabilitiesChanged, Change, event_json
 from acode_placement.history.replay import explanation, replay
 from acode_placement.history.reservations import ReservationStore
-from acode_placement.history.store import HEAD, HistoryError, HistoryStore
+from acode_placement.history.store import HEAD, KEPT_ALTERNATIVES, HistoryError, HistoryStore
 from acode_placement.models import AnyTarget
 from tests.conftest import Cli
 from tests.test_properties import SETTINGS, every_option, every_rule, fleets
@@ -234,6 +234,40 @@ class TestCompactRecords:
         assert shown["explained"] is False and "engine 0.0.9" in shown["note"]
         assert shown["target"] == explain.result_json(result)["target"]
         assert shown["candidates"] == []
+
+    def test_a_record_names_a_few_alternatives_and_show_gives_them_all(self, url: str) -> None:
+        """A record stays small on a big fleet: the first KEPT_ALTERNATIVES with their
+        scores and their number; `history show` decides again and gives every one."""
+        engine = engine_with(url)
+        fleet = [
+            SshTarget(id=f"box-{n:02d}", host="h", capabilities=Capabilities(cpu=4 + n))
+            for n in range(3 * KEPT_ALTERNATIVES)
+        ]
+        opts = PlacementOptions(discovery_enabled=False, strategy="performance")
+        result = asyncio.run(engine.place(TaskRequirements(cpu=2), fleet, opts))
+        record = engine.history.get(result.request_id)  # type: ignore[union-attr]
+        assert record is not None
+        stored = record.result
+        others = result.alternatives
+        assert len(others) == 3 * KEPT_ALTERNATIVES - 1
+        assert stored["alternatives"] == [ts.id for ts in others[:KEPT_ALTERNATIVES]]
+        assert stored["alternativeScores"] == [
+            round(ts.score, 6) for ts in others[:KEPT_ALTERNATIVES]
+        ]
+        assert stored["alternativesTotal"] == len(others)
+        assert explanation(engine, record) == explain.result_json(result)
+        # Without the engine that wrote it, the stored outcome says what it leaves out.
+        shown = explanation(engine, dataclasses.replace(record, engine_version="0.0.9"))
+        assert f"the first {KEPT_ALTERNATIVES} of {len(others)} alternatives" in shown["note"]
+        # A record whose alternatives were altered is not explained as if it were true.
+        for key, value in (
+            ("alternatives", [*stored["alternatives"][1:], stored["alternatives"][0]]),
+            ("alternativeScores", [0.5] * KEPT_ALTERNATIVES),
+            ("alternativesTotal", len(others) + 1),
+        ):
+            forged = dataclasses.replace(record, result={**stored, key: value})
+            shown = explanation(engine, forged)
+            assert shown["explained"] is False and key in shown["note"], key
 
     def test_a_changed_outcome_shows_the_stored_one_and_says_so(self, url: str) -> None:
         engine = engine_with(url)
@@ -486,6 +520,81 @@ class TestBrokenDatabases:
 
 
 class TestMetrics:
+    def test_the_placement_counts_read_as_prometheus_clients_own(self) -> None:
+        """What `_Placements` keeps (plain counts, one lock a placement) renders the
+        same samples as prometheus_client's Counter and Histogram fed the same
+        placements, bucket edges included; from several threads nothing is lost."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client import Counter as PromCounter
+        from prometheus_client import Histogram as PromHistogram
+
+        from acode_placement.metrics import DECISION_BUCKETS, Metrics
+
+        metrics, reference = Metrics(), CollectorRegistry()
+        ended = PromCounter(
+            "acode_placement_placements",
+            "Placements ended, by outcome (placed, no_target, error)",
+            ["strategy", "outcome", "reason", "target_type"],
+            registry=reference,
+        )
+        seconds = PromHistogram(
+            "acode_placement_decision_seconds",
+            "Time to decide, discovery included",
+            ["strategy"],
+            buckets=DECISION_BUCKETS,
+            registry=reference,
+        )
+        # every bucket edge exactly, a hair either side, below the first, above the last
+        durations = [d * f for d in DECISION_BUCKETS for f in (0.999, 1.0, 1.001)] + [0.0, 9.0]
+
+        def feed(strategy: str) -> None:
+            for n, duration in enumerate(durations):
+                metrics.placement_started(strategy)
+                if n % 3 == 0:
+                    metrics.placement_aborted(strategy, duration)
+                else:
+                    metrics.decisions.ended(
+                        (strategy, "placed", "HighestScore", "ssh"), duration, 2, {"no GPU": 1}
+                    )
+
+        threads = [threading.Thread(target=feed, args=(s,)) for s in ("auto", "auto", "perf")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for strategy in ("auto", "auto", "perf"):
+            for n, duration in enumerate(durations):
+                outcome = ("error", "NoValidTarget", "none") if n % 3 == 0 else None
+                labels = outcome or ("placed", "HighestScore", "ssh")
+                ended.labels(strategy, *labels).inc()
+                seconds.labels(strategy).observe(duration)
+
+        def samples(text: str, family: str) -> dict[tuple[str, tuple[Any, ...]], float]:
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text)
+                if f.name == family
+                for s in f.samples
+                if not s.name.endswith("_created")
+            }
+
+        from prometheus_client import generate_latest
+
+        theirs = generate_latest(reference).decode()
+        for family in ("acode_placement_placements", "acode_placement_decision_seconds"):
+            ours = samples(metrics.text(), family)
+            assert ours == pytest.approx(samples(theirs, family)), family
+        registry = metrics.registry
+        assert registry.get_sample_value("acode_placement_decisions_in_flight") == 0
+        placed = len([n for n in range(len(durations)) if n % 3])  # by each thread
+        assert (
+            registry.get_sample_value("acode_placement_mismatches_total", {"cause": "no GPU"})
+            == 3 * placed
+        )
+        assert registry.get_sample_value(
+            "acode_placement_placements_started_total", {"strategy": "auto"}
+        ) == 2 * len(durations)
+
     def test_ten_thousand_decisions_with_injected_failures_balance(self) -> None:
         class Flaky:
             name = "flaky"

@@ -17,10 +17,11 @@ objects come back (both are immutable).
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ _VENDOR = {member.value: code for code, member in enumerate(GpuVendor)}
 _KIND = {member: code for code, member in enumerate(TargetKind)}
 _LOCAL, _EC2 = _KIND[TargetKind.LOCAL], _KIND[TargetKind.EC2]
 _CAPABILITIES = attrgetter("capabilities")
+_COUNTED = 256  # cause counts kept per compiled fleet (distinct task shapes)
 
 
 def _floats(values: Sequence[float | None], unknown: float) -> Floats:
@@ -77,6 +79,7 @@ class FleetColumns:
     """The targets' capabilities as NumPy columns, one row per target."""
 
     __slots__ = (
+        "_counted",
         "_lock",
         "_tools",
         "arch",
@@ -124,6 +127,7 @@ class FleetColumns:
             math.nan,
         )
         self._tools: dict[str, Mask] = {}
+        self._counted: dict[Hashable, Counter[str]] = {}
         self._lock = threading.Lock()
         self.known: tuple[Known, ...] = ()  # the last Known objects seen for these caps
 
@@ -244,10 +248,29 @@ class FleetColumns:
         only_where = bool(((count > 0) & (count == where)).any())
         return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)
 
-    def causes(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> Counter[str]:
-        """`misses(...).causes` alone (what the metrics and the log count), without
-        the nearest miss's ranking."""
-        return self._causes(self._entries(failing, unknown))
+    def causes(
+        self, failing: Sequence[Failing], unknown: Sequence[bool], minutes: float
+    ) -> Counter[str]:
+        """`misses(...).causes` alone (what the metrics and the log of every placement
+        count), without the nearest miss's ranking. The masks follow from the checks
+        (kind, wanted, key), the runtime the costs are for and which targets are
+        unknown, so the count is kept for the next decision that asks the same of
+        these columns (they never change)."""
+        key = (
+            tuple(entry[:3] for entry in failing),
+            minutes,
+            tuple(itertools.compress(itertools.count(), unknown)),
+        )
+        try:
+            counted = self._counted.get(key)
+        except TypeError:  # a wanted value that cannot be a key: counted each time
+            return self._causes(self._entries(failing, unknown))
+        if counted is None:
+            counted = self._causes(self._entries(failing, unknown))
+            if len(self._counted) >= _COUNTED:
+                self._counted.clear()
+            self._counted[key] = counted
+        return counted  # shared: read, never changed (explain.cause_counts copies it)
 
     def _entries(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> list[Failing]:
         entries = list(failing)
@@ -257,23 +280,22 @@ class FleetColumns:
 
     @staticmethod
     def _causes(entries: Sequence[Failing]) -> Counter[str]:
-        groups: dict[str, list[tuple[int, Mask]]] = {}
-        for order, (kind, wanted, key, mask) in enumerate(entries):
-            name = explain.cause(Check(kind, False, wanted, None, key))
-            groups.setdefault(name, []).append((order, mask))
+        if not entries or not len(entries[0][3]):  # nothing checked, or no target
+            return Counter()
+        groups: dict[str, list[int]] = {}
+        for order, (kind, wanted, key, _) in enumerate(entries):
+            groups.setdefault(explain.cause_name(kind, wanted, key), []).append(order)
+        masks = np.stack([entry[3] for entry in entries])
+        if len(groups) < len(entries):  # a cause several checks show: a target once
+            masks = np.stack([np.logical_or.reduce(masks[members]) for members in groups.values()])
+        totals = np.count_nonzero(masks, axis=1).tolist()
+        firsts = masks.argmax(axis=1).tolist()
         # A Counter over the targets in order meets each cause first at its first
         # target, and there at its first check: most_common() keeps that order on ties.
         met = []
-        for name, members in groups.items():
-            shown = (
-                members[0][1]
-                if len(members) == 1
-                else np.logical_or.reduce([mask for _, mask in members])
-            )
-            total = int(np.count_nonzero(shown))  # a third of ndarray.sum()'s time
+        for (name, members), total, first in zip(groups.items(), totals, firsts, strict=True):
             if total:
-                first = int(shown.argmax())
-                order = min(order for order, mask in members if mask[first])
+                order = min(order for order in members if entries[order][3][first])
                 met.append(((first, order), name, total))
         met.sort()
         return Counter({name: total for _, name, total in met})

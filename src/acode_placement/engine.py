@@ -82,6 +82,9 @@ T = TypeVar("T")
 Subscriber = Callable[[PlacementEvent], object]
 
 _log = get_logger("acode_placement.engine")
+# Whether a decision is logged, asked of the standard logger underneath (structlog's
+# lazy proxy binds a new logger on every attribute read).
+_stdlib_log = logging.getLogger("acode_placement.engine")
 _PRUNE_EVERY = 1000  # apply the history's retention on the first write, then every N
 # From this many targets a decision filters on compiled columns (see `columns`);
 # below it a Python loop is faster than building them, and numpy is never imported.
@@ -288,11 +291,12 @@ class PlacementEngine:
         request_id = str(uuid.uuid4())
         self.metrics.placement_started(options.strategy)
         try:
-            self._publish(
-                PlacementStarted(
-                    request_id, task_name, options.strategy, options.mode, len(targets), _now()
+            if self._subscribers:  # an event costs its clock and fields: made only if heard
+                self._publish(
+                    PlacementStarted(
+                        request_id, task_name, options.strategy, options.mode, len(targets), _now()
+                    )
                 )
-            )
             candidates = await self.resolve(targets)
             known = await self.capabilities(candidates, requirements, options)
             usage = None
@@ -308,6 +312,7 @@ class PlacementEngine:
                 task_name=task_name,
                 request_id=request_id,
                 usage=usage,
+                since=started,
             )
             if reserve:
                 result = await self._lease(result, requirements, owner)
@@ -330,14 +335,20 @@ class PlacementEngine:
                 options=options,
             )
             if record:
-                self._record(aborted, requirements, failure=message)
+                committed = self._record(aborted, requirements, failure=message)
+                if committed is not None and isinstance(exc, Exception | asyncio.CancelledError):
+                    # durable: the record is there once place() raises. A second
+                    # cancellation stops the wait, not the write.
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wrap_future(committed)
             self._publish(
                 PlacementFailed(
                     request_id, task_name, Reason.NO_VALID_TARGET, message, elapsed * 1000, _now()
                 )
             )
             raise
-        result = replace(result, decision_duration=time.perf_counter() - started)
+        if reserve:  # the lease's transaction counts too
+            result = replace(result, decision_duration=time.perf_counter() - started)
         self.metrics.placement_ended(result)
         if record:
             await self._record_committed(result, requirements, (candidates, known, usage))
@@ -355,11 +366,14 @@ class PlacementEngine:
         request_id: str | None = None,
         usage: Sequence[Usage] | None = None,
         reference: bool = False,
+        since: float | None = None,
     ) -> PlacementResult:
         """The decision itself, from capabilities already known: pure and synchronous.
         With `usage` (active reservations per target), free capacity decides.
-        `reference` builds every check up front instead of taking the fast path."""
-        started = time.perf_counter()
+        `reference` builds every check up front instead of taking the fast path.
+        `since` (a `time.perf_counter()` reading) is when the placement began, so that
+        `decision_duration` counts what came before (`place()`: resolve, discovery)."""
+        started = time.perf_counter() if since is None else since
         if len(known) != len(targets):
             raise ValueError(f"{len(targets)} targets but {len(known)} capabilities")
         strategy, handed_over_from = self._strategy(options.strategy, requirements)
@@ -427,9 +441,9 @@ class PlacementEngine:
                 alternatives=ranked[position + 1 :],
                 attempts=tuple(attempts),
             )
-            self._record_attempts(result.request_id, attempts)
+            await asyncio.to_thread(self._record_attempts, result.request_id, attempts)
             return Acquisition(won, handle)
-        self._record_attempts(result.request_id, attempts)
+        await asyncio.to_thread(self._record_attempts, result.request_id, attempts)
         return Acquisition(replace(result, attempts=tuple(attempts)), None)
 
     @contextlib.asynccontextmanager
@@ -532,6 +546,10 @@ class PlacementEngine:
     def _finish(self, result: PlacementResult) -> None:
         ms = result.decision_duration * 1000
         chosen = result.selected
+        if _stdlib_log.isEnabledFor(logging.INFO):  # its fields cost more than the check
+            self._log_decided(result, chosen, ms)
+        if not self._subscribers:
+            return
         if chosen is None:
             event: PlacementEvent = PlacementFailed(
                 result.request_id,
@@ -554,8 +572,6 @@ class PlacementEngine:
                 tuple(ts.id for ts in result.alternatives),
                 _now(),
             )
-        if _log.isEnabledFor(logging.INFO):  # its fields cost more than the check
-            self._log_decided(result, chosen, ms)
         self._publish(event)
 
     def _log_decided(self, result: PlacementResult, chosen: TargetScore | None, ms: float) -> None:
@@ -601,17 +617,25 @@ class PlacementEngine:
 
     def _record(
         self, result: PlacementResult, requirements: TaskRequirements, failure: str | None = None
-    ) -> None:
-        """A decision aborted before it had candidates, written whole (it is small)."""
-        if self.history is None:
-            return
+    ) -> concurrent.futures.Future[object] | None:
+        """A decision aborted before it had candidates, written whole (it is small) by
+        the group writer, so that no database call runs on this loop; the future is
+        done once it is committed (None: no history, or already failed), and waited
+        for when the history is durable."""
+        history = self.history
+        if history is None:
+            return None
         try:
-            self.history.record(result, requirements, failure=failure)
+            committed = history.record(result, requirements, failure=failure, later=True)
+            assert committed is not None
+            committed.add_done_callback(lambda f: self._written(result.request_id, f))
             self._recorded += 1
             if self._recorded % _PRUNE_EVERY == 1:
-                self.history.prune()
+                history.prune(later=True)
         except Exception as exc:  # the history never blocks a decision
             self._write_failed(result.request_id, exc)
+            return None
+        return committed if history.durable else None
 
     async def _record_committed(
         self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
@@ -719,7 +743,7 @@ def _quick_scores(
                 return fleet.misses(failing, [not facts.known for facts in known])
 
             def causes() -> Counter[str]:
-                return fleet.causes(failing, [not facts.known for facts in known])
+                return fleet.causes(failing, [not facts.known for facts in known], minutes)
 
     prefs = requirements.preferences
     eligible: dict[int, TargetScore] = {}

@@ -172,22 +172,30 @@ def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckK
 
 def is_capacity(check: Check) -> bool:
     """A mismatch caused by reservations, not by the hardware."""
-    return check.kind is CheckKind.CONCURRENCY or (
-        check.kind in _CAPACITY_AMOUNTS and check.key is not None
-    )
+    return _capacity(check.kind, check.key)
+
+
+def _capacity(kind: CheckKind, key: str | None) -> bool:
+    return kind is CheckKind.CONCURRENCY or (kind in _CAPACITY_AMOUNTS and key is not None)
 
 
 def cause(check: Check) -> str:
     """The short name of a mismatch, used to count causes over many targets."""
-    if is_capacity(check):
+    return cause_name(check.kind, check.wanted, check.key)
+
+
+def cause_name(kind: CheckKind, wanted: object, key: str | None) -> str:
+    """`cause` of a failed check of this kind, wanted value and key (what the
+    columns count from a mask, without making the check)."""
+    if _capacity(kind, key):
         return "full (reserved)"
-    if check.kind is CheckKind.MODE:
-        if check.key == "network":
-            return f"network needed in mode {check.wanted}"
-        return f"excluded by mode {check.wanted}"
-    if check.kind is CheckKind.OPTION:
-        return f"excluded by option {check.key}=false"
-    return _CAUSES[check.kind]
+    if kind is CheckKind.MODE:
+        if key == "network":
+            return f"network needed in mode {wanted}"
+        return f"excluded by mode {wanted}"
+    if kind is CheckKind.OPTION:
+        return f"excluded by option {key}=false"
+    return _CAUSES[kind]
 
 
 def gpu_text(gpu: object) -> str:
@@ -420,10 +428,14 @@ def result_json(
     }
 
 
-def outcome_json(result: PlacementResult) -> dict[str, Any]:
-    """`result_json` without the candidates: what a compact history record keeps."""
+def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[str, Any]:
+    """`result_json` without the candidates. With `kept` (what a compact history
+    record keeps, bounded whatever the fleet size), the first `kept` alternatives
+    with their scores (`alternativeScores`) and how many there were in all
+    (`alternativesTotal`): deciding again from the snapshot gives the rest."""
     chosen = result.selected
-    return {
+    others = result.alternatives if kept is None else result.alternatives[:kept]
+    outcome = {
         "requestId": result.request_id,
         "success": result.success,
         "target": {"id": chosen.id, "type": chosen.type.value} if chosen else None,
@@ -433,7 +445,7 @@ def outcome_json(result: PlacementResult) -> dict[str, Any]:
         "mode": result.mode.value,
         "estimatedCost": result.estimated_cost,
         "decisionMs": round(result.decision_duration * 1000, 3),
-        "alternatives": [ts.id for ts in result.alternatives],
+        "alternatives": [ts.id for ts in others],
         "failureMessage": result.failure_message,
         "taskName": result.task_name,
         "why": why(result),
@@ -444,6 +456,10 @@ def outcome_json(result: PlacementResult) -> dict[str, Any]:
         ],
         "reservation": lease_json(result.reservation) if result.reservation else None,
     }
+    if kept is not None:
+        outcome["alternativeScores"] = [round(ts.score, 6) for ts in others]
+        outcome["alternativesTotal"] = len(result.alternatives)
+    return outcome
 
 
 def lease_json(lease: Reservation) -> dict[str, Any]:

@@ -82,8 +82,9 @@ def explanation(engine: PlacementEngine, record: Record) -> dict[str, Any]:
         return _unexplained(stored, f"written by engine {record.engine_version}")
     if not record.candidates:
         return _unexplained(stored, "its snapshot is no longer stored")
-    rebuilt = explain.result_json(replay(engine, record))
-    differing = [key for key in OUTCOME if rebuilt.get(key) != stored.get(key)]
+    replayed = replay(engine, record)
+    rebuilt = explain.result_json(replayed)
+    differing = _differing(stored, rebuilt, replayed)
     if differing:
         return _unexplained(stored, f"deciding again changed {', '.join(differing)}")
     for key in ("decisionMs", "attempts", "reservation"):  # what deciding again cannot know
@@ -91,7 +92,23 @@ def explanation(engine: PlacementEngine, record: Record) -> dict[str, Any]:
     return rebuilt
 
 
+def _differing(
+    stored: dict[str, Any], rebuilt: dict[str, Any], replayed: PlacementResult
+) -> list[str]:
+    """The outcome's keys that deciding again does not say as they were stored. A
+    record keeps the first few alternatives with their scores and their number;
+    one written before that kept them all (`alternativesTotal` absent)."""
+    if "alternativesTotal" not in stored:
+        return [key for key in OUTCOME if rebuilt.get(key) != stored.get(key)]
+    again = explain.outcome_json(replayed, kept=len(stored.get("alternatives") or ()))
+    keys = (*OUTCOME, "alternativeScores", "alternativesTotal")
+    return [key for key in keys if again.get(key) != stored.get(key)]
+
+
 def _unexplained(stored: dict[str, Any], why: str) -> dict[str, Any]:
+    named, total = len(stored.get("alternatives") or ()), stored.get("alternativesTotal")
+    if isinstance(total, int) and total > named:
+        why += f"; it names the first {named} of {total} alternatives"
     return {
         **stored,
         "candidates": [],

@@ -14,18 +14,17 @@ feed the same inputs to today's engine.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import platformdirs
 import sqlalchemy as sa
@@ -59,6 +58,10 @@ T = TypeVar("T")
 # reservations held on them when the decision reserved (else None).
 Inputs = tuple[Sequence[AnyTarget], Sequence[Known], Sequence[Usage] | None]
 HEAD = "0003"  # the newest migration; a test keeps it equal to Alembic's head
+# The ranked alternatives a compact record names with their scores (the first few
+# are the fallback a reader looks at; deciding again gives them all), so a record
+# stays a few KB whatever the fleet size.
+KEPT_ALTERNATIVES = 10
 _metadata = sa.MetaData()
 placements = sa.Table(
     "placements",
@@ -230,7 +233,7 @@ class HistoryStore:
         # durable: `place()` returns once its record is committed; else at once, and a
         # crash loses what the writer had not committed yet (at most one batch).
         self.durable = durable
-        self.writer = GroupWriter(self._write)
+        self.writer = GroupWriter(self._write, _Compact.batch)
         self._engine: Engine | None = None
         self._file: DatabaseFile | None = None
         self._lock = threading.Lock()
@@ -244,10 +247,12 @@ class HistoryStore:
         requirements: TaskRequirements,
         *,
         failure: str | None = None,
-    ) -> None:
+        later: bool = False,
+    ) -> Future[object] | None:
         """Append one decision (or, with `failure`, a decision that was aborted) with
         every candidate's explanation written out. `place()` writes compact records
-        through `submit` instead."""
+        through `submit` instead. With `later`, the group writer commits it (the
+        future is done then) and nothing waits here: what an event loop calls."""
         chosen = result.selected
         target = chosen.target if chosen else None
         price = target.price if isinstance(target, Ec2Target) else None
@@ -258,7 +263,13 @@ class HistoryStore:
         row["candidates"] = [_candidate(ts, explained[ts.index]) for ts in result.all_scores]
         if price is not None and price.note:
             row["result"]["priceNote"] = price.note
-        self._write(lambda connection: connection.execute(placements.insert(), [row]).rowcount)
+        def write(connection: sa.Connection) -> int:
+            return connection.execute(placements.insert(), [row]).rowcount
+
+        if later:
+            return self.writer.submit(write)
+        self._write(write)
+        return None
 
     def submit(
         self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
@@ -271,19 +282,15 @@ class HistoryStore:
         has failed)."""
         snapshot = self._snapshots.get(*inputs)
         row = _row(result, requirements, None)
-        row.update(candidates=[], result=explain.outcome_json(result), snapshot=snapshot.digest)
+        outcome = explain.outcome_json(result, kept=KEPT_ALTERNATIVES)
+        row.update(candidates=[], result=outcome, snapshot=snapshot.digest)
         kept = {
             "digest": snapshot.digest,
             "created_at": row["created_at"],
             "size": len(snapshot.data),
             "data": snapshot.data,
         }
-
-        def write(connection: sa.Connection) -> int:
-            _insert_once(connection, kept)
-            return connection.execute(placements.insert(), [row]).rowcount
-
-        return self.writer.submit(write)
+        return self.writer.submit(_Compact(row, kept))
 
     def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
         """Append the acquisition attempts of a decision (fallback, in order)."""
@@ -304,9 +311,14 @@ class HistoryStore:
         ]
         self._write(lambda connection: connection.execute(attempts.insert(), rows).rowcount)
 
-    def prune(self) -> int:
-        """Delete records past the retention (by age, then count); returns how many."""
+    def prune(self, *, later: bool = False) -> int | Future[object]:
+        """Delete records past the retention (by age, then count); returns how many.
+        With `later`, the group writer does it; the future gives how many."""
         if self.retention_days is None and self.retention_count is None:
+            if later:
+                done: Future[object] = Future()
+                done.set_result(0)
+                return done
             return 0
 
         def delete(connection: sa.Connection) -> int:
@@ -330,6 +342,8 @@ class HistoryStore:
                 connection.execute(snapshots.delete().where(snapshots.c.digest.not_in(used)))
             return gone
 
+        if later:
+            return self.writer.submit(delete)
         return self._write(delete)
 
     # ------------------------------------------------------------------- reading
@@ -626,27 +640,106 @@ def _row(
     }
 
 
-@functools.cache
-def _insert_or_ignore(dialect: str) -> sa.Insert | None:
-    """`INSERT ... ON CONFLICT DO NOTHING` into snapshots, built once per dialect."""
-    if dialect not in ("sqlite", "postgresql"):
-        return None
-    insert = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
-    statement: sa.Insert = insert(snapshots).on_conflict_do_nothing()
-    return statement
+class _Compact:
+    """A compact record waiting for the group writer: its row and its snapshot.
+
+    Written straight through the driver's cursor, with the statement SQLAlchemy
+    compiles for the dialect and the values its column types bind: a busy service
+    writes hundreds of records a second, and SQLAlchemy's per-statement work costs
+    more than the insert. A batch is one executemany per table."""
+
+    __slots__ = ("row", "snapshot")
+
+    def __init__(self, row: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        self.row = row
+        self.snapshot = snapshot
+
+    def __call__(self, connection: sa.Connection) -> int:
+        return _Compact.batch(connection, [self])
+
+    @staticmethod
+    def batch(connection: sa.Connection, works: Sequence[Callable[[sa.Connection], object]]) -> int:
+        """Write these works in order in this transaction: the compact records among
+        them with one statement per table; anything else by calling it."""
+        written = 0
+        run: list[_Compact] = []
+        for work in [*works, None]:
+            if isinstance(work, _Compact):
+                run.append(work)
+                continue
+            if run:
+                kept = {c.snapshot["digest"]: c.snapshot for c in run}  # each once
+                _Insert.of(snapshots, connection, ignore=True).many(connection, kept.values())
+                _Insert.of(placements, connection).many(connection, [c.row for c in run])
+                written += len(run)
+                run = []
+            if work is not None:
+                work(connection)
+        return written
 
 
-def _insert_once(connection: sa.Connection, snapshot: dict[str, Any]) -> None:
-    """Store a snapshot unless it is there already (the same digest, the same data)."""
-    statement = _insert_or_ignore(connection.dialect.name)
-    if statement is not None:
-        connection.execute(statement, snapshot)
-        return
-    there = connection.execute(
-        sa.select(snapshots.c.digest).where(snapshots.c.digest == snapshot["digest"])
-    ).first()
-    if there is None:
-        connection.execute(snapshots.insert(), [snapshot])
+class _Insert:
+    """An INSERT as SQLAlchemy compiles it for a dialect (with `ignore`: one that
+    skips a row whose key is there already), run by the driver's own executemany
+    with the values each column's type binds."""
+
+    _made: ClassVar[dict[tuple[str, str, str, bool], _Insert]] = {}
+
+    def __init__(self, table: sa.Table, dialect: sa.Dialect, ignore: bool) -> None:
+        statement: sa.Insert = table.insert()
+        if ignore and dialect.name in ("sqlite", "postgresql"):
+            module = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}")
+            statement = module.insert(table).on_conflict_do_nothing()
+        self.ignore = ignore and dialect.name not in ("sqlite", "postgresql")
+        self.table = table
+        keys = [c.name for c in table.columns if c.name != "id"]  # id: the database's
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        self.sql = str(compiled)
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        self.keys = keys
+        self.processors = [
+            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
+            for c in table.columns
+            if c.name in keys
+        ]
+
+    @classmethod
+    def of(cls, table: sa.Table, connection: sa.Connection, *, ignore: bool = False) -> _Insert:
+        dialect = connection.dialect
+        key = (table.name, dialect.name, dialect.driver, ignore)
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = cls(table, dialect, ignore)
+        return made
+
+    def many(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
+        if self.ignore:  # no INSERT ... ON CONFLICT here: look first
+            for row in rows:
+                key = self.table.c.digest
+                if connection.execute(sa.select(key).where(key == row["digest"])).first() is None:
+                    connection.execute(self.table.insert(), [row])
+            return
+        values: list[Any] = [self._bound(row) for row in rows]
+        driver = connection.connection.dbapi_connection
+        assert driver is not None  # a connection in a transaction holds one
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(self.sql, values)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                self.sql, None, exc, connection.dialect.loaded_dbapi.Error
+            ) from None
+        finally:
+            cursor.close()
+
+    def _bound(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        bound = {
+            name: row[name] if process is None else process(row[name])
+            for name, process in self.processors
+        }
+        return tuple(bound[name] for name in self.order) if self.order is not None else bound
 
 
 def _candidate(ts: Any, explained: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,13 @@ import atexit
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 import sqlalchemy as sa
 
-_Pending = tuple[Callable[[sa.Connection], object], Future[object]]
+Work = Callable[[sa.Connection], object]
+_Pending = tuple[Work, Future[object]]
 
 
 class GroupWriter:
@@ -22,8 +23,15 @@ class GroupWriter:
     and no database call runs on the event loop. A batch that fails is committed
     again record by record, so that one bad record never loses the others."""
 
-    def __init__(self, write: Callable[[Callable[[sa.Connection], object]], object]) -> None:
+    def __init__(
+        self,
+        write: Callable[[Work], object],
+        batch: Callable[[sa.Connection, Sequence[Work]], object] | None = None,
+    ) -> None:
+        """`write(work)` runs `work` in one transaction; `batch(connection, works)`, when
+        given, does in a transaction what calling each work would (an executemany)."""
         self._write = write
+        self._batch = batch
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -59,11 +67,14 @@ class GroupWriter:
                     break
             self._commit(batch)
 
-    def _commit(
-        self, batch: list[tuple[Callable[[sa.Connection], object], Future[object]]]
-    ) -> None:
+    def _commit(self, batch: list[_Pending]) -> None:
+        works = [work for work, _ in batch]
+        together = self._batch
         try:
-            self._write(lambda connection: [work(connection) for work, _ in batch])
+            if together is not None and len(works) > 1:
+                self._write(lambda connection: together(connection, works))
+            else:
+                self._write(lambda connection: [work(connection) for work in works])
         except Exception:
             for work, future in batch:  # alone, each record stands or falls by itself
                 try:
