@@ -1,14 +1,15 @@
 """Service load with a real load generator: wrk (Debian's package) against `serve`.
 
     .venv/bin/python -m benchmarks.service_wrk [--workers 1,2] [--fleets example,1000]
-        [--connections 32] [--seconds 10] [--json]
+        [--answers full,lean] [--connections 32] [--seconds 10] [--json]
 
 For each fleet and worker count: starts `acode-placement serve --workers N` on a free
 loopback port (history on, durable, in a fresh SQLite file; declared capabilities),
-drives `POST /v1/placements` with wrk (`--latency`, a Lua script for the body and the
-token), then `GET /healthz` the same way, and reads the history: every completed
-request must have its record (wrk stops with up to one request per connection in
-flight, which the server still answers and records). Needs `wrk` on PATH
+drives `POST /v1/placements` (`full`: the `place --json` object; `lean`: with
+`candidates: false`, every target's checks left out) with wrk (`--latency`, a Lua
+script for the body and the token), then `GET /healthz` the same way, and reads the
+history: every completed request must have its record (wrk stops with up to one
+request per connection in flight, which the server still answers and records). Needs `wrk` on PATH
 (`apt-get install wrk`); nothing here leaves 127.0.0.1.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -107,38 +109,39 @@ def _ms(text: str) -> float:
 
 
 def run(
-    workers: list[int], fleets: list[str], connections: int, seconds: int
+    workers: list[int], fleets: list[str], answers: list[str], connections: int, seconds: int
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="acode-wrk-") as name:
         folder = Path(name)
-        script = folder / "place.lua"
-        script.write_text(LUA.format(body=json.dumps(TASK), token=TOKEN))
-        for fleet_name in fleets:
+        for fleet_name, count, answer in itertools.product(fleets, workers, answers):
             targets = fleet_file(folder, fleet_name)
-            for count in workers:
-                database = folder / f"history-{count}-{targets.stem}.db"
-                with serving(folder, targets, count, f"sqlite:///{database}") as base:
-                    store = HistoryStore(f"sqlite:///{database}")
-                    before = store.count()
-                    placing = wrk(f"{base}/v1/placements", connections, seconds, script)
-                    time.sleep(1)  # the requests wrk left in flight are answered
-                    records = store.count() - before
-                    health = wrk(f"{base}/healthz", connections, seconds, None)
-                    store.close()
-                rows.append(
-                    {
-                        "fleet": fleet_name,
-                        "workers": count,
-                        "placements": placing,
-                        "healthz": health,
-                        "records": records,
-                        "recordsMatch": placing["requests"]
-                        <= records
-                        <= placing["requests"] + connections,
-                        "placementsVsHealthz": round(placing["perSecond"] / health["perSecond"], 3),
-                    }
-                )
+            script = folder / f"place-{answer}.lua"
+            body = {**TASK, "candidates": answer == "full"}
+            script.write_text(LUA.format(body=json.dumps(body), token=TOKEN))
+            database = folder / f"history-{count}-{answer}-{targets.stem}.db"
+            with serving(folder, targets, count, f"sqlite:///{database}") as base:
+                store = HistoryStore(f"sqlite:///{database}")
+                before = store.count()
+                placing = wrk(f"{base}/v1/placements", connections, seconds, script)
+                time.sleep(1)  # the requests wrk left in flight are answered
+                records = store.count() - before
+                health = wrk(f"{base}/healthz", connections, seconds, None)
+                store.close()
+            rows.append(
+                {
+                    "fleet": fleet_name,
+                    "workers": count,
+                    "answer": answer,
+                    "placements": placing,
+                    "healthz": health,
+                    "records": records,
+                    "recordsMatch": placing["requests"]
+                    <= records
+                    <= placing["requests"] + connections,
+                    "placementsVsHealthz": round(placing["perSecond"] / health["perSecond"], 3),
+                }
+            )
     return rows
 
 
@@ -146,6 +149,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.service_wrk")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--fleets", default="example,1000")
+    parser.add_argument("--answers", default="full,lean")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
@@ -156,6 +160,7 @@ def main() -> int:
     rows = run(
         [int(w) for w in args.workers.split(",")],
         args.fleets.split(","),
+        args.answers.split(","),
         args.connections,
         args.seconds,
     )
@@ -167,12 +172,14 @@ def main() -> int:
             f" {os.cpu_count()} CPUs shared by server and load generator"
         )
         print(
-            "  fleet     workers  placements/s  p50 ms  p99 ms  errors  healthz/s  ratio  records"
+            "  fleet     workers  answer  placements/s  p50 ms  p99 ms  errors  healthz/s  ratio"
+            "  records"
         )
         for r in rows:
             p, h = r["placements"], r["healthz"]
             print(
-                f"  {r['fleet']:8}  {r['workers']:7d}  {p['perSecond']:12.1f}  {p['p50Ms']:6.2f}"
+                f"  {r['fleet']:8}  {r['workers']:7d}  {r['answer']:6}  {p['perSecond']:12.1f}"
+                f"  {p['p50Ms']:6.2f}"
                 f"  {p['p99Ms']:6.2f}  {p['errors']:6d}  {h['perSecond']:9.1f}"
                 f"  {r['placementsVsHealthz']:5.2f}  {r['records']}"
                 f" ({'ok' if r['recordsMatch'] else 'MISMATCH'})"

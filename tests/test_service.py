@@ -103,6 +103,27 @@ class TestRoutes:
         one = api.get(f"/v1/placements/{body['requestId']}").json()
         assert one["result"]["why"] == body["why"] and one["requirements"]["cpu"] == 2
 
+    def test_an_answer_without_candidates_says_the_rest_the_same(self, api: httpx.Client) -> None:
+        """`candidates: false` leaves out every target's checks and nothing else; the
+        decision is recorded whole, so `history show` still explains every target."""
+        for requirements in ({"cpu": 1}, {"cpu": 999}):
+            full = api.post(
+                "/v1/placements:explain", json={"requirements": requirements, "options": OFF}
+            ).json()
+            lean = api.post(
+                "/v1/placements",
+                json={"requirements": requirements, "options": OFF, "candidates": False},
+            ).json()
+            assert "candidates" not in lean and full["candidates"]
+            differ = {"requestId", "decisionMs", "candidates"}
+            assert {k: v for k, v in full.items() if k not in differ} == {
+                k: v for k, v in lean.items() if k not in differ
+            }
+            shown = api.get(f"/v1/placements/{lean['requestId']}").json()["result"]
+            assert shown["candidates"] == full["candidates"]
+        refused = api.post("/v1/placements", json={"requirements": {}, "candidates": "maybe"})
+        assert refused.status_code == 422 and "candidates" in refused.json()["detail"]
+
     def test_a_failure_is_a_200_with_success_false(self, api: httpx.Client) -> None:
         response = api.post("/v1/placements", json={"requirements": {"cpu": 999}})
         assert response.status_code == 200
