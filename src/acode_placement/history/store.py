@@ -263,6 +263,7 @@ class HistoryStore:
         row["candidates"] = [_candidate(ts, explained[ts.index]) for ts in result.all_scores]
         if price is not None and price.note:
             row["result"]["priceNote"] = price.note
+
         def write(connection: sa.Connection) -> int:
             return connection.execute(placements.insert(), [row]).rowcount
 
