@@ -691,6 +691,11 @@ def _served(spec: dict[str, str | None]) -> tuple[Any, int]:
     token = read_token(token_file, dict(os.environ))
     fleet = _targets(Path(spec["targets"]) if spec["targets"] else None)
     engine = _engine(settings)
+    # A service lives long enough for numpy's import to be nothing, and answers the
+    # same task shapes again and again: on columns, whatever the fleet's size, a
+    # placement's causes (for its metrics) are counted on masks and kept per shape,
+    # where a small fleet's Python loop builds every ruled-out target's checks.
+    engine.compile_from = 0
     defaults = _options(settings, settings.strategy, None, no_discovery=False)
     return create_app(engine, fleet, token, defaults=defaults), len(fleet)
 

@@ -199,7 +199,9 @@ class Service:
     defaults: PlacementOptions
 
 
-def _service(request: Request) -> Service:
+# The dependencies are coroutines although they never wait: FastAPI runs a plain
+# function dependency in its thread pool, two thread hand-overs a request for nothing.
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -214,11 +216,11 @@ def _token_ok(service: Service, credentials: HTTPAuthorizationCredentials | None
     return bool(given) and hmac.compare_digest(given.encode(), service.token.encode())
 
 
-def _authorised(
+async def _authorised(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    if not _token_ok(_service(request), credentials):
+    if not _token_ok(request.app.state.service, credentials):
         raise HTTPException(401, "a valid bearer token is required")
 
 
