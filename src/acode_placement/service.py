@@ -41,11 +41,11 @@ from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,
     Flag,
+    Model,
     Name,
     PlacementOptions,
     Task,
     TaskRequirements,
-    _Model,
 )
 from acode_placement.telemetry import get_logger
 
@@ -56,7 +56,7 @@ PROBLEM = "application/problem+json"
 _NOT_JSON = frozenset({"json_invalid", "model_attributes_type", "dict_type", "missing"})
 
 
-class PlacementRequest(_Model):
+class PlacementRequest(Model):
     """A task (name and requirements, as in a task file) or bare requirements."""
 
     task: Task | None = None
@@ -84,12 +84,12 @@ class PlacementRequest(_Model):
         return self.requirements or TaskRequirements()
 
 
-class DiscoverRequest(_Model):
+class DiscoverRequest(Model):
     ids: list[str] = Field(default_factory=list, description="target ids; empty: every target")
     refresh: Flag = False
 
 
-class ProblemDetail(_Model):
+class ProblemDetail(Model):
     """RFC 9457 problem details: `detail` has the command line's words."""
 
     type: str = "about:blank"
@@ -459,7 +459,7 @@ def _unready(engine: PlacementEngine) -> str | None:
     return None
 
 
-def _body_model(request: Request) -> type[_Model]:
+def _body_model(request: Request) -> type[Model]:
     return DiscoverRequest if request.url.path.endswith(":discover") else PlacementRequest
 
 
