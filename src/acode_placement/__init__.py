@@ -11,7 +11,7 @@ from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.discovery.parse import ProbeReport, parse_probe
 from acode_placement.discovery.probes import LocalProbe, ProbeError, Prober
 from acode_placement.discovery.service import Discovery
-from acode_placement.engine import Acquisition, PlacementEngine
+from acode_placement.engine import PlacementEngine
 from acode_placement.errors import (
     AcquireError,
     DuplicateStrategyError,
@@ -28,6 +28,7 @@ from acode_placement.events import (
     PlacementFailed,
     PlacementStarted,
 )
+from acode_placement.leasing import Acquisition
 from acode_placement.models import (
     OS,
     Arch,

@@ -1,0 +1,282 @@
+"""Ranking: each target's verdict and score, then the eligible in rank order.
+
+`score_all` takes the fast path (columns, `quick_eligible`, lazy checks) or the
+reference path (every check built up front); `rank` orders the eligible; the
+reason and failure reason come from the ranking. Pure functions of their inputs:
+no I/O, no events, no history here (that is `engine`), no prose (that is `explain`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from acode_placement import capacity, explain
+from acode_placement.errors import StrategyError
+from acode_placement.matching import (
+    QuickFacts,
+    Verdict,
+    estimated_cost,
+    evaluate,
+    quick_eligible,
+    quick_preference_share,
+    runtime_minutes,
+)
+from acode_placement.models import (
+    AnyTarget,
+    Capabilities,
+    Check,
+    CheckKind,
+    CheckSets,
+    Known,
+    LazyChecks,
+    Misses,
+    PlacementOptions,
+    Reason,
+    Scores,
+    TargetScore,
+    TaskRequirements,
+    TieBreaker,
+    Usage,
+)
+from acode_placement.strategies import BuiltinStrategy, Strategy
+
+if TYPE_CHECKING:
+    from acode_placement.columns import FleetColumns
+
+
+def score_all(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    options: PlacementOptions,
+    *,
+    usage: Sequence[Usage] | None = None,
+    fast: bool = True,
+    columns: FleetColumns | None = None,
+) -> Sequence[TargetScore]:
+    """Each target's verdict and score (0 when ineligible), in the order given.
+
+    With `usage`, each target offers its free capacity. `fast` decides with
+    `quick_eligible` (after the `columns` prefilter, when given) and returns
+    `Scores`: a ruled-out target's TargetScore, and any target's checks, are made
+    only when read. Without it every check is built up front (the reference the
+    property tests compare against).
+    """
+    if fast and usage is None:
+        return _quick_scores(strategy, requirements, targets, known, options, columns=columns)
+    return [
+        _evaluated(
+            strategy,
+            requirements,
+            options,
+            target,
+            facts,
+            index=index,
+            held=usage[index] if usage is not None else None,
+        )
+        for index, (target, facts) in enumerate(zip(targets, known, strict=True))
+    ]
+
+
+def _quick_scores(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    options: PlacementOptions,
+    *,
+    columns: FleetColumns | None,
+) -> Scores:
+    # What the scores made later read: the lists as they are now, whatever the caller
+    # does with them afterwards.
+    targets, known = tuple(targets), tuple(known)
+    builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
+    minutes = runtime_minutes(requirements, options)
+    deferred = _Deferred(requirements, options)
+    misses: Callable[[], Misses] | None = None
+    causes: Callable[[], Counter[str]] | None = None
+    if columns is None:
+        candidates: Sequence[int] = range(len(targets))
+        costs: Sequence[float | None] | None = None
+        exact = False
+    else:
+        failing = columns.failing(requirements, options, minutes)
+        candidates = columns.survivors(failing)
+        costs = columns.costs(candidates, minutes)
+        exact = columns.exact(requirements)
+        if exact:
+            fleet = columns
+
+            def misses() -> Misses:
+                return fleet.misses(failing, [not facts.known for facts in known])
+
+            def causes() -> Counter[str]:
+                return fleet.causes(failing, [not facts.known for facts in known], minutes)
+
+    prefs = requirements.preferences
+    eligible: dict[int, TargetScore] = {}
+    for position, index in enumerate(candidates):
+        facts = known[index]
+        if not facts.known:
+            continue
+        target = targets[index]
+        caps = facts.capabilities
+        cost = estimated_cost(target, minutes) if costs is None else costs[position]
+        if not exact and not quick_eligible(target, caps, requirements, options, cost):
+            continue
+        share = 0.0 if prefs is None else quick_preference_share(prefs, target, caps)
+        if builtin is not None:
+            score = builtin.rate(target, requirements, caps, QuickFacts(cost, minutes, share))
+        else:
+            score = _plugin_score(strategy, target, requirements, caps)
+        eligible[index] = TargetScore(
+            target=target,
+            capabilities=caps,
+            eligible=True,
+            score=score,
+            checks=deferred,
+            estimated_cost=cost,
+            index=index,
+            status=facts.status,
+            cause=facts.cause,
+            preference_share=share,
+        )
+
+    def ruled_out(index: int) -> TargetScore:
+        facts = known[index]
+        target = targets[index]
+        if not facts.known:  # its checks carry the discovery failure: build them now
+            return _evaluated(
+                strategy, requirements, options, target, facts, index=index, held=None
+            )
+        return TargetScore(
+            target=target,
+            capabilities=facts.capabilities,
+            eligible=False,
+            score=0.0,
+            checks=deferred,
+            estimated_cost=estimated_cost(target, minutes),
+            index=index,
+            status=facts.status,
+            cause=facts.cause,
+        )
+
+    return Scores(len(targets), eligible, ruled_out, misses, causes)
+
+
+def _evaluated(
+    strategy: Strategy,
+    requirements: TaskRequirements,
+    options: PlacementOptions,
+    target: AnyTarget,
+    facts: Known,
+    *,
+    index: int,
+    held: Usage | None,
+) -> TargetScore:
+    """One target's score with every check built (free capacity with `held`)."""
+    caps = facts.capabilities
+    if held is not None:
+        total = capacity.capacity_of(target, caps)
+        caps = capacity.free(caps, total, held)
+        verdict = capacity.annotate(evaluate(target, caps, requirements, options), total, held)
+    else:
+        verdict = evaluate(target, caps, requirements, options)
+    if not facts.known:  # discovery failed and nothing is declared: never a guess
+        unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
+        verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
+    score = 0.0
+    if verdict.eligible:
+        if isinstance(strategy, BuiltinStrategy):
+            score = strategy.rate(target, requirements, caps, verdict)
+        else:
+            score = _plugin_score(strategy, target, requirements, caps)
+    return TargetScore(
+        target=target,
+        capabilities=caps,
+        eligible=verdict.eligible,
+        score=score,
+        checks=LazyChecks(_sets(verdict)),
+        estimated_cost=verdict.estimated_cost,
+        index=index,
+        status=facts.status,
+        cause=facts.cause,
+        usage=held,
+        preference_share=verdict.preference_share,
+    )
+
+
+class _Deferred(LazyChecks):
+    """The checks of every target the fast path decided, built when first read.
+
+    One per decision, shared by its scores (one object per target would cost as
+    much as ruling the target out)."""
+
+    __slots__ = ("_built", "_options", "_requirements")
+
+    def __init__(self, requirements: TaskRequirements, options: PlacementOptions) -> None:
+        super().__init__(value=((), (), ()))
+        self._requirements = requirements
+        self._options = options
+        self._built: dict[int, CheckSets] = {}
+
+    def get(self, score: TargetScore | None = None) -> CheckSets:
+        if score is None:
+            raise TypeError("the checks of a decision are read through its TargetScore")
+        built = self._built.get(score.index)
+        if built is None:
+            verdict = evaluate(score.target, score.capabilities, self._requirements, self._options)
+            built = self._built[score.index] = _sets(verdict)
+        return built
+
+
+def _sets(verdict: Verdict) -> CheckSets:
+    return verdict.matches, verdict.mismatches, verdict.preferences
+
+
+def _plugin_score(
+    strategy: Strategy, target: AnyTarget, requirements: TaskRequirements, caps: Capabilities
+) -> float:
+    try:
+        score = float(strategy.score(target, requirements, caps))
+    except Exception as exc:
+        raise StrategyError(f"strategy {strategy.name!r} failed on {target.id}: {exc}") from exc
+    if not (math.isfinite(score) and 0.0 < score <= 1.0):
+        raise StrategyError(
+            f"strategy {strategy.name!r} scored {target.id} {score}; scores must be in (0, 1]"
+        )
+    return score
+
+
+def rank(scores: Sequence[TargetScore], tie_breaker: TieBreaker) -> list[TargetScore]:
+    """Eligible targets, best first: score, then preferences met, then the tie-breaker."""
+    eligible = [ts for ts in scores if ts.eligible]
+    if tie_breaker == TieBreaker.ID:
+        return sorted(
+            eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.id, ts.index)
+        )
+    return sorted(eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.index))
+
+
+def decision_reason(
+    strategy: Strategy, ranked: Sequence[TargetScore], scores: Sequence[TargetScore]
+) -> Reason:
+    if not ranked:
+        return failure_reason(scores)
+    if len(ranked) == 1:
+        return Reason.ONLY_OPTION
+    if isinstance(strategy, BuiltinStrategy):
+        return strategy.reason(ranked[0])
+    return Reason.HIGHEST_SCORE
+
+
+def failure_reason(scores: Sequence[TargetScore]) -> Reason:
+    """ModeRestricted when some target failed only on where the task may run."""
+    if explain.misses(scores).only_where:
+        return Reason.MODE_RESTRICTED
+    return Reason.NO_VALID_TARGET
