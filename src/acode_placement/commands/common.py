@@ -1,0 +1,297 @@
+"""What every command shares: the typer app and its error handling (one line,
+exit 2, never a traceback), the options, the session (settings, engine, metrics
+file), and printing that never lets a string become markup or an escape sequence.
+
+No command lives here; each command group has its own module beside this one.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from acode_placement.config import (
+    TARGETS_ENV,
+    find_file,
+    package_version,
+    read_targets,
+    resolve_settings,
+)
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import PlacementError
+from acode_placement.models import (
+    AnyTarget,
+    LocalTarget,
+    LogFormat,
+    LogLevel,
+    Mode,
+    PlacementOptions,
+    PlacementSettings,
+)
+from acode_placement.safe import printable
+from acode_placement.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    pass
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Group(TyperGroup):
+    """The command group, with every usage error on one line (`acode-placement: error:
+    ...`, exit 2) instead of click's boxed block, and no traceback on any path."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # click's errors, as typer vendors them
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # the help, as --help prints it
+            else:
+                _fail(f"{exc.format_message()}{_usage_hint(exc)}")
+            code = 2
+        except typer.Abort:
+            _fail("aborted")
+            code = 2
+        except Exception as exc:  # the last net: one line, never a traceback
+            _fail(f"unexpected {type(exc).__name__}: {exc}")
+            code = 2
+        if not standalone_mode:
+            return code
+        sys.exit(code or 0)
+
+
+def _usage_hint(exc: typer.TyperException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    return f" (see: {path} --help)" if path else ""
+
+
+def _fail(message: str) -> None:
+    """One line on stderr: controls escaped, so the line stays one line."""
+    typer.echo(f"acode-placement: error: {printable(message)}", err=True)
+
+
+def _echo(text: str) -> None:
+    typer.echo(printable(text))
+
+
+class _Table(Table):
+    """A table whose text cells are shown literally (no markup, controls escaped)."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        super().add_row(
+            *(Text(printable(c)) if isinstance(c, str) else c for c in cells), **options
+        )
+
+
+class _Console(Console):
+    """Prints text literally: markup, emoji codes and controls are never interpreted."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        options["markup"] = False
+        options["emoji"] = False
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **options)
+
+
+app = typer.Typer(
+    name="acode-placement",
+    cls=_Group,
+    help="Decide where a task should run: this machine, an SSH host or an EC2 instance type.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+TargetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets",
+        help="targets file (default: $ACODE_PLACEMENT_TARGETS, "
+        "then the user config dir, then this machine alone)",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="settings file (default: $ACODE_PLACEMENT_CONFIG, then the user config dir)",
+    ),
+]
+StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="overrides the settings")]
+ModeOpt = Annotated[str | None, typer.Option("--mode", help="local-only | airgapped | burst")]
+NoDiscoveryOpt = Annotated[
+    bool, typer.Option("--no-discovery", help="use declared capabilities only")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
+TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=False)]
+
+
+def _console() -> Console:
+    # Piped output keeps long rows on one line instead of wrapping at 80 columns.
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return _Console(width=width, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+@dataclass
+class _Session:
+    """What the top-level options asked for, and the engine a command made."""
+
+    log_level: str | None = None
+    log_format: str | None = None
+    metrics_file: Path | None = None
+    engine: PlacementEngine | None = None
+
+
+_session = _Session()
+
+
+def _errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input becomes one line on stderr and exit status 2, never a traceback.
+    Whatever the outcome, `--metrics-file` gets the command's metrics."""
+
+    @wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except PlacementError as exc:
+            _fail(str(exc))
+            raise typer.Exit(2) from None
+        finally:
+            _write_metrics()
+
+    return run
+
+
+def _write_metrics() -> None:
+    path, engine = _session.metrics_file, _session.engine
+    if path is None or engine is None:
+        return
+    try:
+        engine.metrics.write(path)
+    except OSError as exc:
+        typer.echo(
+            printable(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}"),
+            err=True,
+        )
+
+
+def _settings(config: Path | None) -> PlacementSettings:
+    """The settings; logging follows them unless a flag said otherwise."""
+    settings, _ = resolve_settings(config)
+    _log_as(settings)
+    return settings
+
+
+def _log_as(settings: PlacementSettings) -> None:
+    configure_logging(
+        _session.log_level or settings.log_level.value,
+        _session.log_format or settings.log_format.value,
+    )
+
+
+def _engine(settings: PlacementSettings) -> PlacementEngine:
+    """The default engine for these settings; logging follows them unless a flag said."""
+    _log_as(settings)
+    _session.engine = PlacementEngine.default(settings)
+    return _session.engine
+
+
+def _options(
+    settings: PlacementSettings, strategy: str, mode: Mode | None, no_discovery: bool
+) -> PlacementOptions:
+    return PlacementOptions(
+        strategy=strategy,
+        mode=mode or settings.mode,
+        fallback_enabled=settings.fallback_enabled,
+        tie_breaker=settings.tie_breaker,
+        default_runtime_minutes=settings.default_runtime_minutes,
+        discovery_enabled=settings.discovery_enabled and not no_discovery,
+        decision_timeout=settings.decision_timeout,
+    )
+
+
+def _targets(explicit: Path | None) -> list[AnyTarget]:
+    path = find_file(explicit, TARGETS_ENV, "targets.yaml")
+    if path is None:
+        return [LocalTarget(id="local")]
+    return list(read_targets(path).value.targets)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"acode-placement {package_version()}")
+        raise typer.Exit(0)
+
+
+def _choice(value: str | None, option: str, allowed: type[enum.StrEnum]) -> str | None:
+    if value is None or value.lower() in set(allowed):
+        return value.lower() if value else None
+    names = ", ".join(sorted(allowed))
+    _fail(f"{option}: unknown value {value!r}; available: {names}")
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug | info | warning | error (default: settings)"),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="json | console | auto (console on a terminal)"),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            help="write this run's Prometheus metrics there (node_exporter textfile collector)",
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    _session.log_level = _choice(log_level, "--log-level", LogLevel)
+    _session.log_format = _choice(log_format, "--log-format", LogFormat)
+    _session.metrics_file = metrics_file
+    _session.engine = None
+    # Until a command reads its settings: the flags, else the environment, else defaults.
+    env_level = os.environ.get("ACODE_PLACEMENT_LOG_LEVEL", "warning")
+    env_format = os.environ.get("ACODE_PLACEMENT_LOG_FORMAT", "auto")
+    configure_logging(
+        _session.log_level
+        or _choice(env_level, "ACODE_PLACEMENT_LOG_LEVEL", LogLevel)
+        or "warning",
+        _session.log_format
+        or _choice(env_format, "ACODE_PLACEMENT_LOG_FORMAT", LogFormat)
+        or "auto",
+    )

@@ -1,0 +1,289 @@
+"""`place` and `explain`: a decision on this machine or through `--server`, and how
+it is printed (the choice, the ranking table, each candidate's checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from acode_placement import explain
+from acode_placement.config import (
+    read_task,
+    resolve_settings,
+)
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import InputError, PlacementError, UnknownNameError
+from acode_placement.models import (
+    AnyTarget,
+    CheckKind,
+    Ec2Target,
+    Mode,
+    PlacementOptions,
+    PlacementResult,
+    TargetScore,
+    Task,
+)
+from acode_placement.safe import mask_url
+
+if TYPE_CHECKING:
+    pass
+
+from acode_placement.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    ModeOpt,
+    NoDiscoveryOpt,
+    StrategyOpt,
+    TargetsOpt,
+    TaskArg,
+    _console,
+    _echo,
+    _engine,
+    _errors,
+    _options,
+    _print_json,
+    _Table,
+    _targets,
+    app,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    engine: PlacementEngine
+    options: PlacementOptions
+    targets: list[AnyTarget]
+
+
+def _prepare(
+    targets_path: Path | None,
+    config: Path | None,
+    strategy: str | None,
+    mode: str | None,
+    no_discovery: bool,
+) -> _Run:
+    settings, settings_file = resolve_settings(config)
+    engine = _engine(settings)
+    chosen = strategy or settings.strategy
+    if chosen not in engine.registry:
+        origin = "--strategy" if strategy else (settings_file or "settings")
+        raise UnknownNameError("strategy", chosen, engine.registry.names(), origin)
+    if mode is not None and mode not in set(Mode):
+        raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
+    options = _options(settings, chosen, Mode(mode) if mode else None, no_discovery)
+    return _Run(engine, options, _targets(targets_path))
+
+
+def _place_remotely(
+    server: str,
+    task_path: Path,
+    strategy: str | None,
+    mode: str | None,
+    reserve: bool,
+    owner: str | None,
+    json_out: bool,
+) -> None:
+    from acode_placement.client import PlacementClient  # noqa: PLC0415  (httpx: --server only)
+
+    task = read_task(task_path).value.task
+    options = None
+    if strategy or mode:
+        if mode is not None and mode not in set(Mode):
+            raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
+        options = PlacementOptions(strategy=strategy or "auto", mode=Mode(mode or "burst"))
+    with PlacementClient(server) as client:
+        result = client.place(task, options, reserve=reserve, owner=owner)
+    try:
+        _check_placement(result)
+        if json_out:
+            _print_json(result)
+        else:
+            _print_remote(result)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise PlacementError(
+            f"--server {mask_url(server)}: the answer is not a placement"
+        ) from None
+    raise typer.Exit(0 if result["success"] else 1)
+
+
+def _check_placement(result: Any) -> None:
+    """Raise TypeError unless `result` has the shape of a `place --json` object."""
+    if not isinstance(result, dict) or not isinstance(result.get("success"), bool):
+        raise TypeError("not a placement")
+    target = result.get("target")
+    named = isinstance(target, dict) and isinstance(target.get("id"), str)
+    if (result["success"] and not named) or (not result["success"] and target is not None):
+        raise TypeError("not a placement")
+    if not isinstance(result.get("alternatives", []), list):
+        raise TypeError("not a placement")
+
+
+def _print_remote(result: dict[str, Any]) -> None:
+    chosen = result["target"]
+    head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
+    _echo(
+        f"{head}  score {float(result['score']):.3f}  {result['strategy']}/{result['mode']}"
+        f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
+    )
+    _echo(f"why: {result['why']}")
+    if result["alternatives"]:
+        _echo(f"fallback: {', '.join(map(str, result['alternatives']))}")
+    if result.get("reservation"):
+        _echo(f"reserved: {result['reservation']['id']}")
+
+
+def _decide(
+    task_path: Path,
+    run: _Run,
+    *,
+    reserve: bool = False,
+    owner: str | None = None,
+    record: bool = True,
+) -> tuple[Task, PlacementResult]:
+    task = read_task(task_path).value.task
+    result = asyncio.run(
+        run.engine.place(
+            task.requirements,
+            run.targets,
+            run.options,
+            task_name=task.name,
+            reserve=reserve,
+            owner=owner,
+            record=record,
+        )
+    )
+    return task, result
+
+
+@app.command()
+@_errors
+def place(
+    task: TaskArg,
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    strategy: StrategyOpt = None,
+    mode: ModeOpt = None,
+    no_discovery: NoDiscoveryOpt = False,
+    reserve: Annotated[
+        bool,
+        typer.Option(
+            "--reserve",
+            help="lease the chosen target's cpu, memory and GPUs (free capacity decides);"
+            " end it with `release ID`",
+        ),
+    ] = False,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="who holds the lease (default host:pid)")
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="ask this acode-placement service instead (token: $ACODE_PLACEMENT_TOKEN)",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Choose where TASK runs, and say why in one line."""
+    if owner is not None and (not 1 <= len(owner) <= 256 or "\x00" in owner):
+        raise InputError(f"--owner: 1 to 256 characters without NUL, not {len(owner)}")
+    if server is not None:
+        _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
+        return
+    run = _prepare(targets, config, strategy, mode, no_discovery)
+    if reserve and run.engine.reservations is not None:
+        run.engine.reservations.check()  # a lease needs its database: say so before deciding
+    _, result = _decide(task, run, reserve=reserve, owner=owner)
+    if json_out:
+        _print_json(explain.result_json(result))
+    else:
+        _print_choice(_console(), result)
+        if result.reservation is not None:
+            lease = result.reservation
+            _console().print(
+                f"reserved: {lease.id} until {lease.expires_at.isoformat(timespec='seconds')}"
+                f" (release with: acode-placement release {lease.id})",
+                markup=False,
+            )
+    raise typer.Exit(0 if result.success else 1)
+
+
+@app.command(name="explain")
+@_errors
+def explain_command(
+    task: TaskArg,
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    strategy: StrategyOpt = None,
+    mode: ModeOpt = None,
+    no_discovery: NoDiscoveryOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show every target with its score, matches and mismatches (nothing is recorded)."""
+    run = _prepare(targets, config, strategy, mode, no_discovery)
+    _, result = _decide(task, run, record=False)
+    if json_out:
+        _print_json(explain.result_json(result))
+    else:
+        console = _console()
+        console.print(_explain_table(result))
+        _print_choice(console, result)
+    raise typer.Exit(0 if result.success else 1)
+
+
+def _print_choice(console: Console, result: PlacementResult) -> None:
+    chosen = result.selected
+    if chosen is None:
+        console.print(f"no target ({result.reason.value}): {result.failure_message}")
+        return
+    cost = explain.money(chosen.estimated_cost)
+    console.print(
+        f"{chosen.id} ({chosen.type.value})  score {chosen.score:.3f}  "
+        f"{result.strategy}/{result.mode.value}  est. cost ${cost}  "
+        f"{result.decision_duration * 1000:.1f} ms  [{result.reason.value}]",
+        markup=False,
+    )
+    console.print(f"why: {explain.why(result)}", markup=False)
+    if result.alternatives:
+        console.print(f"fallback: {', '.join(ts.id for ts in result.alternatives)}", markup=False)
+
+
+def _explain_table(result: PlacementResult) -> Table:
+    table = _Table("#", "target", "type", "score", "cost $", "details", box=None)
+    rank = {ts.id: n for n, ts in enumerate(result.ranked, start=1)}
+    ordered = sorted(result.all_scores, key=lambda ts: (rank.get(ts.id, 10**9), ts.index))
+    for ts in ordered:
+        table.add_row(
+            str(rank[ts.id]) if ts.id in rank else "-",
+            ts.id,
+            ts.type.value,
+            f"{ts.score:.3f}" if ts.eligible else "not eligible",
+            explain.money(ts.estimated_cost),
+            _details(ts),
+        )
+    return table
+
+
+def _details(ts: TargetScore) -> str:
+    if not ts.eligible:
+        text = "; ".join(explain.check_text(c) for c in ts.mismatches)
+    else:
+        text = f"meets all {len(ts.matches)}: {explain.hardware_text(ts)}"
+    met = [explain.check_text(c) for c in ts.preferences if c.ok]
+    if ts.preferences:
+        text += f" | preferences {len(met)}/{len(ts.preferences)}"
+        if met:
+            text += f": {', '.join(met)}"
+    if isinstance(ts.target, Ec2Target) and ts.target.price is not None:
+        text += f" | {explain.price_text(ts.target)}"
+    unknown = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
+    if ts.stale and not unknown:
+        text += f" | {explain.discovery_text(ts)}"
+    return text

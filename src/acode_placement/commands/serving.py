@@ -1,0 +1,136 @@
+"""`serve` (the HTTP service, one process or `--workers N`) and `bench` (the
+benchmark, which keeps its own argument parser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from acode_placement.config import (
+    TOKEN_ENV,
+    resolve_settings,
+)
+from acode_placement.errors import InputError
+from acode_placement.safe import printable
+
+if TYPE_CHECKING:
+    pass
+
+from acode_placement.commands.common import (
+    ConfigOpt,
+    TargetsOpt,
+    _engine,
+    _errors,
+    _options,
+    _targets,
+    app,
+)
+
+
+@app.command()
+@_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8790,
+    config: ConfigOpt = None,
+    targets: TargetsOpt = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="bearer token (first line); else $ACODE_PLACEMENT_TOKEN"),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="processes answering on the one port, sharing the history and reservations",
+        ),
+    ] = 1,
+) -> None:
+    """Serve the engine over HTTP (FastAPI under uvicorn); SIGTERM finishes in-flight requests."""
+    import uvicorn  # noqa: PLC0415  (the web stack loads for this command only)
+
+    from acode_placement import server  # noqa: PLC0415
+    from acode_placement.service import is_loopback, read_token  # noqa: PLC0415
+
+    token = read_token(token_file, dict(os.environ))
+    if token is None and not is_loopback(host):
+        raise InputError(
+            f"--host {host}: refusing to serve beyond loopback without a token"
+            f" (set {TOKEN_ENV} or --token-file)"
+        )
+    spec = {
+        "config": str(config) if config else None,
+        "targets": str(targets) if targets else None,
+        "tokenFile": str(token_file) if token_file else None,
+    }
+    application, count = _served(spec)  # bad files fail here, in one line, before listening
+    listening = server.listen(host, port)
+    each = f", {workers} workers" if workers > 1 else ""
+    serving = f"acode-placement serving on http://{host}:{port} ({count} targets{each})"
+    typer.echo(printable(serving), err=True)
+    if hasattr(signal, "SIGTERM"):  # uvicorn drains in-flight requests, then dies by the signal
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if workers == 1:
+        served = server.config(application, host, port, timeout_graceful_shutdown=30)
+        uvicorn.Server(served).run(sockets=[listening])
+        return
+    from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
+
+    os.environ[_WORKER_ENV] = json.dumps(spec)  # each worker builds its own engine from it
+    served = server.config(
+        f"{__name__}:worker_app",
+        host,
+        port,
+        factory=True,
+        workers=workers,
+        timeout_graceful_shutdown=30,
+    )
+    Multiprocess(served, sockets=[listening]).run()
+
+
+_WORKER_ENV = "ACODE_PLACEMENT__WORKER"  # what `serve --workers` hands its workers
+
+
+def _served(spec: dict[str, str | None]) -> tuple[Any, int]:
+    """The service's application for these files, and how many targets it serves."""
+    from acode_placement.service import create_app, read_token  # noqa: PLC0415
+
+    config = Path(spec["config"]) if spec["config"] else None
+    settings, _ = resolve_settings(config)
+    token_file = Path(spec["tokenFile"]) if spec["tokenFile"] else None
+    token = read_token(token_file, dict(os.environ))
+    fleet = _targets(Path(spec["targets"]) if spec["targets"] else None)
+    engine = _engine(settings)
+    # A service lives long enough for numpy's import to be nothing, and answers the
+    # same task shapes again and again: on columns, whatever the fleet's size, a
+    # placement's causes (for its metrics) are counted on masks and kept per shape,
+    # where a small fleet's Python loop builds every ruled-out target's checks.
+    engine.compile_from = 0
+    defaults = _options(settings, settings.strategy, None, no_discovery=False)
+    return create_app(engine, fleet, token, defaults=defaults), len(fleet)
+
+
+def worker_app() -> Any:
+    """One `serve --workers` process's application (uvicorn's factory): its own
+    engine, on the files `serve` read and checked, sharing the history database."""
+    application, _ = _served(json.loads(os.environ[_WORKER_ENV]))
+    return application
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Time decisions at 10 to 10,000 targets, beside HTCondor ([--sizes] [--runs] [--json])."""
+    from acode_placement import bench as benchmark  # noqa: PLC0415  (only this command needs it)
+
+    raise typer.Exit(benchmark.main(list(ctx.args)))
