@@ -36,9 +36,10 @@ from acode_placement import (
     explain,
 )
 from acode_placement.events import CapabilitiesChanged, Change, event_json
+from acode_placement.history.database import HEAD, HistoryError
 from acode_placement.history.replay import explanation, replay
 from acode_placement.history.reservations import ReservationStore
-from acode_placement.history.store import HEAD, KEPT_ALTERNATIVES, HistoryError, HistoryStore
+from acode_placement.history.store import KEPT_ALTERNATIVES, HistoryStore
 from acode_placement.models import AnyTarget
 from tests.conftest import Cli
 from tests.test_properties import SETTINGS, every_option, every_rule, fleets

@@ -25,8 +25,9 @@ import yaml
 from acode_placement import server as guarded
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import StoreUnavailableError
+from acode_placement.history.database import DatabaseFile, HistoryError
 from acode_placement.history.reservations import ReservationStore
-from acode_placement.history.store import DatabaseFile, HistoryError, HistoryStore
+from acode_placement.history.store import HistoryStore
 from acode_placement.models import (
     Capabilities,
     Capacity,

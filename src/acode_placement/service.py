@@ -36,7 +36,7 @@ from acode_placement.errors import (
     StoreUnavailableError,
     UnknownNameError,
 )
-from acode_placement.history.store import HistoryError
+from acode_placement.history.database import HistoryError
 from acode_placement.matching import selects
 from acode_placement.models import (
     AnyTarget,

@@ -16,7 +16,8 @@ from acode_placement.errors import InputError
 from acode_placement.strategies import StrategyRegistry
 
 if TYPE_CHECKING:
-    from acode_placement.history.store import HistoryStore, Record
+    from acode_placement.history.records import Record
+    from acode_placement.history.store import HistoryStore
 
 from acode_placement.commands.common import (
     ConfigOpt,

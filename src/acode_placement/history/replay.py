@@ -9,8 +9,8 @@ from acode_placement import explain
 from acode_placement.config import package_version
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import InputError
+from acode_placement.history.records import Record
 from acode_placement.history.snapshot import inputs as snapshot_inputs
-from acode_placement.history.store import Record
 from acode_placement.models import (
     AnyTarget,
     Known,

@@ -25,11 +25,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from acode_placement.errors import PlacementError, ReservationError, StoreUnavailableError
-from acode_placement.history.store import (
+from acode_placement.history.database import (
     RESTART,
     DatabaseFile,
-    _metadata,
-    _reason,
+    error_line,
+    metadata,
     normalise_url,
     open_watched,
 )
@@ -41,7 +41,7 @@ _RETRIES = 8
 
 reservations = sa.Table(
     "reservations",
-    _metadata,
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("target_id", sa.String(256), nullable=False),
     sa.Column("request_id", sa.String(64)),
@@ -56,7 +56,7 @@ reservations = sa.Table(
     sa.Column("end_reason", sa.String(16)),
 )
 capacity_locks = sa.Table(
-    "capacity_locks", _metadata, sa.Column("target_id", sa.String(256), primary_key=True)
+    "capacity_locks", metadata, sa.Column("target_id", sa.String(256), primary_key=True)
 )
 
 
@@ -231,9 +231,9 @@ class ReservationStore:
                     return done
             except sa.exc.DBAPIError as exc:  # locked, deadlock, serialisation: try again
                 if attempt == _RETRIES - 1 or not _retryable(exc):
-                    raise StoreUnavailableError(f"reservations: {_reason(exc)}") from None
+                    raise StoreUnavailableError(f"reservations: {error_line(exc)}") from None
             except SQLAlchemyError as exc:
-                raise StoreUnavailableError(f"reservations: {_reason(exc)}") from None
+                raise StoreUnavailableError(f"reservations: {error_line(exc)}") from None
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
