@@ -6,7 +6,7 @@ half a header and waits, holds a file descriptor for ever, and enough of them st
 the server answering anyone. `GuardedProtocol` gives every request a deadline from
 its first byte (or from the connection) to its last body byte, caps the bytes of a
 request's head, and caps the connections open at once. The body's size is capped by
-`service.BodyLimit`, chunked or not.
+`web.BodyLimit`, chunked or not.
 """
 
 from __future__ import annotations

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
-import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
@@ -24,10 +20,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from acode_placement import explain
-from acode_placement.config import TOKEN_ENV, describe_error, package_version, read_bounded
+from acode_placement.config import describe_error, package_version
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import (
     InputError,
@@ -48,10 +43,14 @@ from acode_placement.models import (
     TaskRequirements,
 )
 from acode_placement.telemetry import get_logger
+from acode_placement.web import (
+    AsciiJSONResponse,
+    BodyLimit,
+    documented,
+    problem,
+)
 
 _log = get_logger("acode_placement.service")
-MAX_BODY = 1024 * 1024  # bytes
-PROBLEM = "application/problem+json"
 # Errors that mean the body is not a JSON object at all.
 _NOT_JSON = frozenset({"json_invalid", "model_attributes_type", "dict_type", "missing"})
 
@@ -87,106 +86,6 @@ class PlacementRequest(Model):
 class DiscoverRequest(Model):
     ids: list[str] = Field(default_factory=list, description="target ids; empty: every target")
     refresh: Flag = False
-
-
-class ProblemDetail(Model):
-    """RFC 9457 problem details: `detail` has the command line's words."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-
-
-def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    words = {
-        400: "bad input (an unknown strategy, a fleet without members...)",
-        401: "no valid bearer token",
-        404: "no such decision or reservation",
-        409: "the reservation has expired",
-        413: "request body too large",
-        422: "the body does not match the schema (same words as the task file's errors)",
-        503: "the history database cannot be reached",
-    }
-    schema = {"$ref": "#/components/schemas/ProblemDetail"}
-    return {
-        code: {
-            "model": ProblemDetail,
-            "description": words[code],
-            "content": {PROBLEM: {"schema": schema}},
-        }
-        for code in codes
-    }
-
-
-class AsciiJSONResponse(JSONResponse):
-    """JSON with every non-ASCII character escaped: a string a client sent (a lone
-    surrogate among them, which UTF-8 cannot encode) always comes back as valid JSON."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        ).encode()
-
-
-def problem(status: int, title: str, detail: str, **headers: str) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return AsciiJSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413), declared or streamed (chunked).
-
-    The body is read here, up to the limit, before the application sees it: an
-    error raised while the application reads it would be reported as a bad body
-    (400) instead of a body too large.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left: nobody to answer
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        whole: Message | None = {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        async def replay() -> Message:
-            nonlocal whole
-            if whole is not None:
-                message, whole = whole, None
-                return message
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"request body over {self.limit} bytes"
-        await problem(413, "Payload Too Large", detail)(scope, receive, send)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +125,9 @@ async def _authorised(
 
 Svc = Annotated[Service, Depends(_service)]
 router = APIRouter(
-    dependencies=[Depends(_authorised)], responses=_documented(400, 401, 404, 409, 413, 422, 503)
+    dependencies=[Depends(_authorised)], responses=documented(400, 401, 404, 409, 413, 422, 503)
 )
-open_router = APIRouter(responses=_documented(503))
+open_router = APIRouter(responses=documented(503))
 
 
 def create_app(
@@ -473,40 +372,3 @@ def _leases(engine: PlacementEngine) -> Any:
     if engine.reservations is None:
         raise InputError("this server keeps no reservations")
     return engine.reservations
-
-
-_TOKEN = re.compile(r"^[\x21-\x7e]{16,4096}$")  # visible ASCII: what a header can carry
-
-
-def read_token(token_file: FilePath | None, environ: dict[str, str]) -> str | None:
-    """The bearer token: the file's first line, else $ACODE_PLACEMENT_TOKEN; None if neither.
-
-    A token is 16 to 4096 visible ASCII characters (what an Authorization header can
-    carry); errors say what is wrong with it and never echo it.
-    """
-    if token_file is not None:
-        where = f"--token-file {token_file}"
-        try:
-            raw = read_bounded(token_file, 64 * 1024)
-        except InputError as exc:
-            raise InputError(f"--token-file {exc}") from None
-        try:
-            text = raw.decode("utf-8-sig").strip()
-        except UnicodeDecodeError:
-            raise InputError(f"{where}: not UTF-8 text") from None
-        if not text:
-            raise InputError(f"{where}: empty")
-        return check_token(text.splitlines()[0].strip(), where)
-    value = environ.get(TOKEN_ENV, "").strip()
-    return check_token(value, TOKEN_ENV) if value else None
-
-
-def check_token(token: str, where: str) -> str:
-    """`token` if it can be a bearer token; else InputError saying why, without it."""
-    if not _TOKEN.match(token):
-        raise InputError(
-            f"{where}: a token must be 16 to 4096 visible ASCII characters"
-            f" (no spaces, controls or other characters); this one has {len(token)}"
-            " characters and is not shown"
-        )
-    return token

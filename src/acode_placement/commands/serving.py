@@ -58,7 +58,7 @@ def serve(
     import uvicorn  # noqa: PLC0415  (the web stack loads for this command only)
 
     from acode_placement import server  # noqa: PLC0415
-    from acode_placement.service import is_loopback, read_token  # noqa: PLC0415
+    from acode_placement.web import is_loopback, read_token  # noqa: PLC0415
 
     token = read_token(token_file, dict(os.environ))
     if token is None and not is_loopback(host):
@@ -101,7 +101,8 @@ _WORKER_ENV = "ACODE_PLACEMENT__WORKER"  # what `serve --workers` hands its work
 
 def _served(spec: dict[str, str | None]) -> tuple[Any, int]:
     """The service's application for these files, and how many targets it serves."""
-    from acode_placement.service import create_app, read_token  # noqa: PLC0415
+    from acode_placement.service import create_app  # noqa: PLC0415
+    from acode_placement.web import read_token  # noqa: PLC0415
 
     config = Path(spec["config"]) if spec["config"] else None
     settings, _ = resolve_settings(config)
