@@ -7,12 +7,8 @@ line; pydantic validates; the first error becomes one line such as
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,15 +18,21 @@ from typing import Any, Generic, TypeVar
 import platformdirs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
 from acode_placement.errors import InputError
-from acode_placement.explain import num
+from acode_placement.messages import (
+    Path_,
+    describe,
+    dotted,
+    first_error,
+    kind_of,
+    line_of,
+    message,
+)
 from acode_placement.models import AnyTarget, PlacementSettings, Target, Task
 from acode_placement.safe import UnsafeFileError, read_regular
 
 M = TypeVar("M", bound=BaseModel)
-Path_ = tuple[str | int, ...]
 
 ENV_PREFIX = "ACODE_PLACEMENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -80,7 +82,7 @@ class Loaded(Generic[M]):
 
     def where(self, *path: str | int) -> str:
         """`file:line: dotted.key` for a key of this file, for error messages."""
-        return f"{self.source}:{_line(self.lines, path)}: {_dotted(path)}"
+        return f"{self.source}:{line_of(self.lines, path)}: {dotted(path)}"
 
 
 # ----------------------------------------------------------------------- the files
@@ -107,7 +109,7 @@ def read_targets(path: str | Path) -> Loaded[TargetsFile]:
     first: dict[str, int] = {}
     for i, target in enumerate(loaded.value.targets):
         if target.id in first:
-            at = _line(loaded.lines, ("targets", first[target.id], "id"))
+            at = line_of(loaded.lines, ("targets", first[target.id], "id"))
             raise InputError(
                 f"{loaded.where('targets', i, 'id')}: duplicate id {target.id!r}"
                 f" (first at line {at})"
@@ -127,11 +129,11 @@ def parse(text: str, source: str, model: type[M]) -> Loaded[M]:
     if data is None:
         raise InputError(f"{source}:1: empty file; expected a '{root}:' mapping")
     if not isinstance(data, dict):
-        raise InputError(f"{source}:1: expected a '{root}:' mapping, not {_kind(data)}")
+        raise InputError(f"{source}:1: expected a '{root}:' mapping, not {kind_of(data)}")
     try:
         value = model.model_validate(data, by_name=False)
     except ValidationError as exc:
-        raise InputError(_describe(_first(exc), source, lines, data, model)) from None
+        raise InputError(describe(first_error(exc), source, lines, data, model)) from None
     return Loaded(value, source, lines)
 
 
@@ -271,7 +273,7 @@ def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) ->
             line = key_node.start_mark.line + 1
             if key in keys:
                 raise InputError(
-                    f"{source}:{line}: {_dotted((*path, key))}: duplicate key"
+                    f"{source}:{line}: {dotted((*path, key))}: duplicate key"
                     f" (first at line {keys[key]})"
                 )
             keys[key] = line
@@ -280,164 +282,6 @@ def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) ->
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, (*path, i), lines, source)
-
-
-# -------------------------------------------------------------------------- errors
-
-
-def describe_error(errors: list[ErrorDetails], data: Any, model: type[BaseModel]) -> str:
-    """The first of pydantic's errors as the files' errors read, without file and line:
-    `requirements.memroyGb: unknown key; did you mean memoryGb?` (the HTTP API's words)."""
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    path = _data_path(error["loc"], data)
-    where = _dotted(path) if path else "body"
-    return f"{where}: {_message(error, path, data, model)}"
-
-
-def _first(exc: ValidationError) -> ErrorDetails:
-    """The error to show: an unknown key first, as it often explains a missing one."""
-    errors = exc.errors()
-    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-
-
-def _describe(
-    error: ErrorDetails, source: str, lines: Mapping[Path_, int], data: Any, model: type[BaseModel]
-) -> str:
-    path = _data_path(error["loc"], data)
-    return f"{source}:{_line(lines, path)}: {_dotted(path)}: {_message(error, path, data, model)}"
-
-
-def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
-    """pydantic's location without the union tags it inserts (`targets.2.ssh.port`)."""
-    path: list[str | int] = []
-    here = data
-    for part in loc:
-        key = isinstance(here, dict) and part in here  # a key of the data, whatever it says
-        tag = not key and isinstance(here, dict) and here.get("type") == part
-        member = not key and isinstance(part, str) and ("[" in part or "(" in part)
-        if tag or member:
-            continue  # a union's tag or member type (`tuple[...]`), not a key of the file
-        path.append(part)
-        here = here.get(part) if isinstance(here, dict) else _index(here, part)
-    return tuple(path)
-
-
-def _index(value: Any, part: str | int) -> Any:
-    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-        return value[part]
-    return None
-
-
-def _message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel]) -> str:
-    kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "extra_forbidden":
-        if not path:
-            return "unknown key"
-        return "unknown key" + _hint(str(path[-1]), _allowed_keys(model, path[:-1], data))
-    if kind == "missing":
-        return "missing required key"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {
-            "greater_than_equal": ">=",
-            "greater_than": ">",
-            "less_than_equal": "<=",
-            "less_than": "<",
-        }[kind]
-        bound = next(iter(ctx.values()))
-        return f"must be {op} {num(bound)}, got {_show(given)}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind in ("enum", "literal_error"):
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return f"must be one of {', '.join(choices)}; got {_show(given)}" + _hint(
-            str(given), choices
-        )
-    if kind == "union_tag_invalid":
-        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        return f"unknown type {_show(ctx.get('tag'))}; use {', '.join(tags)}" + _hint(
-            str(ctx.get("tag")), tags
-        )
-    if kind == "union_tag_not_found":
-        return "missing key 'type' (local, ssh or ec2)"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    text = error["msg"]
-    return f"{text[0].lower()}{text[1:]}, got {_show(given)}"
-
-
-def _hint(word: str, choices: list[str]) -> str:
-    by_lower = {c.lower().replace("_", ""): c for c in choices}
-    close = difflib.get_close_matches(word.lower().replace("_", ""), by_lower, n=1, cutoff=0.6)
-    return f"; did you mean {by_lower[close[0]]}?" if close else ""
-
-
-def _allowed_keys(model: type[BaseModel], path: Path_, data: Any) -> list[str]:
-    """The keys valid at `path` of a file validated by `model`."""
-    candidates: list[type[BaseModel]] = [model]
-    here = data
-    for part in path:
-        here = here.get(part) if isinstance(here, dict) else _index(here, part)
-        if isinstance(part, int):
-            continue
-        found: list[type[BaseModel]] = []
-        for cls in candidates:
-            for name, info in cls.model_fields.items():
-                if (info.alias or name) == part:
-                    found.extend(_models_in(info.annotation))
-        candidates = found
-        if len(candidates) > 1 and isinstance(here, dict):
-            tagged = [
-                c
-                for c in candidates
-                if c.model_fields.get("type") is not None
-                and c.model_fields["type"].default == here.get("type")
-            ]
-            candidates = tagged or candidates
-    return sorted(
-        {info.alias or name for cls in candidates for name, info in cls.model_fields.items()}
-    )
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _models_in(typing.get_args(annotation)[0])
-    args = typing.get_args(annotation)
-    if isinstance(annotation, types.UnionType) or args:
-        return [m for arg in args for m in _models_in(arg)]
-    return []
-
-
-def _line(lines: Mapping[Path_, int], path: Path_) -> int:
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1
-
-
-def _dotted(path: Path_) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    # A task file's keys are named from inside `task:` (requirements.memoryGb).
-    for root in ("task.", "placement."):
-        if text.startswith(root):
-            return text[len(root) :]
-    return text or "(top)"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    return f"a {type(value).__name__}"
 
 
 # ------------------------------------------------------------------- finding files
@@ -481,5 +325,5 @@ def resolve_settings(config: str | Path | None) -> tuple[PlacementSettings, str 
         error = exc.errors()[0]
         env = ENV_PREFIX + str(error["loc"][0]).upper()
         raise InputError(
-            f"environment {env}: {_message(error, error['loc'], values, PlacementSettings)}"
+            f"environment {env}: {message(error, error['loc'], values, PlacementSettings)}"
         ) from None

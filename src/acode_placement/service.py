@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acode_placement import explain
-from acode_placement.config import describe_error, package_version
+from acode_placement.config import package_version
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import (
     InputError,
@@ -33,6 +33,7 @@ from acode_placement.errors import (
 )
 from acode_placement.history.database import HistoryError
 from acode_placement.matching import selects
+from acode_placement.messages import describe_error
 from acode_placement.models import (
     AnyTarget,
     Flag,
