@@ -38,9 +38,11 @@ def test_the_report_has_every_figure_and_the_same_pick(cli: Cli) -> None:
             "snapshotBytes",
         ):
             assert row[key] > 0, key
-        assert row["p99Us"] >= row["p50Us"]
-        # what a caller pays is never less than the decision inside it
-        assert row["placeHistoryP50Us"] >= row["placeP50Us"] >= row["p50Us"]
+        assert row["p99Us"] >= row["p50Us"] and row["placeP99Us"] >= row["placeP50Us"]
+        assert row["placeHistoryP99Us"] >= row["placeHistoryP50Us"]
+        # No order between the three medians is asserted: place() now costs within a
+        # few microseconds of decide(), and 20 runs on a shared machine can put either
+        # first. Timings are the benchmark's to print, never a test's to assert.
         assert row["choice"] is not None
         if row["peer"] is not None:  # the bench extra (htcondor) is installed
             assert row["peer"]["name"] == "htcondor" and row["samePick"] is True
