@@ -1,13 +1,16 @@
 """Build the EC2 catalog shipped with the package from the project's public data.
 
     .venv/bin/python scripts/build_ec2_catalog.py ../shared/data/catalogs/aws-vms.csv \
-        > src/acode_placement/ec2/catalog.csv
+        data/aws-instance-types.csv > src/acode_placement/ec2/catalog.csv
 
 Input: SkyPilot's v8 AWS catalog (one row per instance type and region). The GPU
 details are parsed from its GpuInfo column (the EC2 API's shape); a fractional
 AcceleratorCount (g6f: 0.125 of an L4) is kept as the count, never rounded up.
-`currentGeneration` comes from the EC2 API's DescribeInstanceTypes as recorded in
-moto's data (install the test extras first); blank where moto does not know a type.
+`currentGeneration` comes from ManageIQ's table of every EC2 type
+(`data/aws-instance-types.csv`, see `data/README.md`): moto's recorded
+DescribeInstanceTypes marks g5, m5, c5 and other current families as previous
+generation, which AWS does not. `storageGb` still comes from moto's data (install
+the test extras first); blank where moto does not know a type.
 """
 
 from __future__ import annotations
@@ -45,17 +48,25 @@ def moto_types() -> dict[str, dict[str, object]]:
     return dict(json.loads(gzip.decompress(data)))
 
 
-def main(source: str) -> None:
+def generations(path: str) -> dict[str, bool]:
+    """Each type's `CurrentGeneration` in ManageIQ's table."""
+    with open(path, encoding="utf-8") as file:
+        return {r["InstanceType"]: r["CurrentGeneration"] == "true" for r in csv.DictReader(file)}
+
+
+def main(source: str, types: str) -> None:
     api = moto_types()
+    current_types = generations(types)
     out = csv.writer(sys.stdout, lineterminator="\n")
     print("# acode-placement EC2 catalog: instance types, Linux on-demand and spot USD/hour.")
     print("# source: SkyPilot v8 AWS catalog (the project's shared data, aws-vms.csv):")
     print(f"#   accelerator types from instances.vantage.sh, per region, prices of {GPU_PRICES};")
     print(f"#   other types from ec2instances.info, us-east-1 only, prices of {OTHER_PRICES}.")
     print(
-        f"# currentGeneration, storageGb: EC2 DescribeInstanceTypes as recorded in moto "
-        f"{metadata.version('moto')}."
+        "# currentGeneration: ManageIQ's aws_instance_types.yml (commit 59fcb98, 2026-04-27;"
+        " Apache-2.0), data/aws-instance-types.csv."
     )
+    print(f"# storageGb: EC2 DescribeInstanceTypes as recorded in moto {metadata.version('moto')}.")
     print(f"# built: {datetime.now(UTC).date()} by scripts/build_ec2_catalog.py")
     out.writerow(COLUMNS)
     with open(source, encoding="utf-8") as file:
@@ -65,7 +76,7 @@ def main(source: str) -> None:
         gpu = info["Gpus"][0] if info else None
         known = api.get(row["InstanceType"], {})
         storage = (known.get("InstanceStorageInfo") or {}).get("TotalSizeInGB", "")
-        current = known.get("CurrentGeneration")
+        current = current_types.get(row["InstanceType"])
         out.writerow(
             [
                 row["InstanceType"],
@@ -92,4 +103,4 @@ def _number(text: str) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

@@ -422,6 +422,71 @@ class TestBurstOverEveryCurrentType:
         assert len(members) > 400
 
 
+# Where the shipped catalog keeps a type's size from the price data (ec2instances.info)
+# against ManageIQ's table, and why.
+SIZE_DISAGREES = {
+    # AWS lists i3.metal at 72 vCPUs and 512 GiB; ManageIQ's table says 64 and 488.
+    "i3.metal": ((72.0, 512.0), (64.0, 488.0)),
+}
+EVERY_TYPE_FILE = Path(__file__).parent.parent / "data" / "aws-instance-types.csv"
+
+
+class TestTheCatalogTellsTheTruth:
+    """The shipped catalog against ManageIQ's table of every EC2 type
+    (data/aws-instance-types.csv), read with nothing but the csv module."""
+
+    def test_every_type_has_its_generation_size_and_architecture(self) -> None:
+        every = {r["InstanceType"]: r for r in csv.DictReader(EVERY_TYPE_FILE.open())}
+        lines = [line for line in CATALOG_FILE.read_text().splitlines() if line[:1] != "#"]
+        rows = list(csv.DictReader(lines))
+        assert len(rows) > 1500
+        for row in rows:
+            name = row["instanceType"]
+            known = every[name]  # every shipped type is in the table
+            current = "1" if known["CurrentGeneration"] == "true" else "0"
+            assert row["currentGeneration"] == current, (name, row["region"])
+            assert row["arch"] in known["Arch"].split("|"), name
+            size = (float(row["vcpus"]), float(row["memoryGib"]))
+            theirs = (float(known["vCPUs"]), float(known["MemoryGiB"]))
+            assert size == theirs or SIZE_DISAGREES.get(name) == (size, theirs), name
+
+    def test_only_old_families_are_previous_generation(self) -> None:
+        catalog = Catalog.shipped()
+        old = {
+            r.instance.name.split(".")[0] for r in catalog if r.instance.current_generation is False
+        }
+        assert old and old <= {
+            "a1",
+            "c1",
+            "c3",
+            "cc2",
+            "cr1",
+            "d2",
+            "g2",
+            "hs1",
+            "i2",
+            "m1",
+            "m2",
+            "m3",
+            "r3",
+            "t1",
+        }
+        for family in ("g5", "m5", "m6i", "r6i", "c5", "r5", "r7g", "c6gn", "c4", "m4", "r4"):
+            members = [r for r in catalog if r.instance.name.startswith(family + ".")]
+            assert members and all(r.instance.current_generation for r in members), family
+
+    @pytest.mark.parametrize("region", ["us-east-1", "us-west-2"])
+    def test_an_a10g_task_on_every_type_gets_a_g5(self, region: str) -> None:
+        """g5 is the only A10G family: a fleet of every current type must offer it."""
+        engine = PlacementEngine.default(PlacementSettings(ec2_api=AwsApi.OFF))
+        fleet = [Ec2Target(id="all", instance_types="*", region=region)]
+        req = TaskRequirements(gpu={"type": "nvidia", "model": ["A10G"]})
+        result = run(engine.place(req, fleet, PlacementOptions(strategy="cost-optimized")))
+        assert result.selected is not None, result.failure_message
+        assert result.selected.id == "all/g5.xlarge"
+        assert result.selected.estimated_cost == pytest.approx(1.006)
+
+
 class TestCommandLine:
     def test_targets_and_explain_show_price_and_source(self, cli: Cli, tmp_path: Path) -> None:
         targets = tmp_path / "targets.yaml"
