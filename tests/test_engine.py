@@ -334,3 +334,42 @@ class TestAcquire:
         }
         got = self.run(failures)
         assert not got.acquired and len(got.result.attempts) == 5
+
+
+@pytest.mark.parametrize("compile_from", [0, 10**6], ids=["columns", "checks"])
+def test_unknown_capabilities_are_their_own_cause_counted_once(compile_from: int) -> None:
+    """A target whose discovery failed with nothing declared is counted under
+    "capabilities unknown" alone, explained by that alone, and never named the
+    nearest miss while a known target misses."""
+    from acode_placement import explain
+    from acode_placement.models import CheckKind, DiscoveryStatus, Known
+
+    down = SshTarget(id="down", host="down.example")
+    small = SshTarget(id="small", host="small", capabilities=Capabilities(cpu=2, memory_gb=4))
+    gpu_box = SshTarget(
+        id="gpu",
+        host="gpu",
+        capabilities=Capabilities(cpu=8, memory_gb=64, gpu={"type": "nvidia", "count": 1}),
+    )
+    targets: list[AnyTarget] = [down, small, gpu_box]
+    known = [
+        Known(Capabilities(), DiscoveryStatus.UNREACHABLE, "connection refused", known=False),
+        Known(small.capabilities or Capabilities()),
+        Known(gpu_box.capabilities or Capabilities()),
+    ]
+    req = TaskRequirements(cpu=4, gpu={"type": "nvidia"}, tools=["docker"])
+    engine = PlacementEngine(compile_from=compile_from)
+    result = engine.decide(req, targets, known, NO_DISCOVERY)
+    assert not result.success
+    causes = explain.cause_counts(result.all_scores)
+    assert causes["capabilities unknown (discovery failed)"] == 1
+    assert causes["no GPU"] == 1 and causes["missing tools"] == 2  # small; small and gpu
+    lost = result.all_scores[0]
+    assert [c.kind for c in lost.mismatches] == [CheckKind.DISCOVERY] and not lost.matches
+    assert "capabilities unknown" in explain.check_text(lost.mismatches[0])
+    message = result.failure_message or ""
+    assert message.startswith("0/3 targets eligible") and "closest: gpu," in message
+    reference = engine.decide(req, targets, known, NO_DISCOVERY, reference=True)
+    assert explain.result_json(reference) | {"decisionMs": 0, "requestId": ""} == (
+        explain.result_json(result) | {"decisionMs": 0, "requestId": ""}
+    )

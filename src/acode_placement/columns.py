@@ -244,7 +244,9 @@ class FleetColumns:
             severity += explain.severity(Check(kind, False, wanted, None, key)) * mask
             if kind in WHERE_KINDS:
                 where += mask
-        ranked = np.lexsort((np.arange(self.size), severity, count))
+        # the fewest misses, the easiest to fix; a target never probed comes last
+        lost = entries[0][3] if entries and entries[0][0] is CheckKind.DISCOVERY else count < 0
+        ranked = np.lexsort((np.arange(self.size), severity, count, lost))
         only_where = bool(((count > 0) & (count == where)).any())
         return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)
 
@@ -273,10 +275,15 @@ class FleetColumns:
         return counted  # shared: read, never changed (explain.cause_counts copies it)
 
     def _entries(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> list[Failing]:
-        entries = list(failing)
-        if any(unknown):
-            entries.insert(0, (CheckKind.DISCOVERY, None, None, np.array(unknown)))
-        return entries
+        """The checks with the targets failing each; a target whose capabilities are
+        unknown fails the discovery check alone (what it lacks is not known either)."""
+        if not any(unknown):
+            return list(failing)
+        lost = np.array(unknown)
+        known = ~lost
+        return [(CheckKind.DISCOVERY, None, None, lost)] + [
+            (kind, wanted, key, mask & known) for kind, wanted, key, mask in failing
+        ]
 
     @staticmethod
     def _causes(entries: Sequence[Failing]) -> Counter[str]:

@@ -188,8 +188,9 @@ def _evaluated(
     else:
         verdict = evaluate(target, caps, requirements, options)
     if not facts.known:  # discovery failed and nothing is declared: never a guess
+        # What it lacks is not known either: the discovery failure is its one cause.
         unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
-        verdict = replace(verdict, mismatches=(unknown, *verdict.mismatches))
+        verdict = replace(verdict, matches=(), mismatches=(unknown,), preferences=())
     score = 0.0
     if verdict.eligible:
         if isinstance(strategy, BuiltinStrategy):

@@ -269,8 +269,10 @@ def nearest_miss(scores: Sequence[TargetScore]) -> str:
     return f"closest: {best.id}, fails {len(texts)}: {'; '.join(texts)}"
 
 
-def _distance(ts: TargetScore) -> tuple[int, int, int]:
-    return len(ts.mismatches), sum(severity(c) for c in ts.mismatches), ts.index
+def _distance(ts: TargetScore) -> tuple[bool, int, int, int]:
+    """Fewest misses, then the easiest to fix; a target never probed comes last."""
+    lost = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
+    return lost, len(ts.mismatches), sum(severity(c) for c in ts.mismatches), ts.index
 
 
 def why(result: PlacementResult) -> str:
