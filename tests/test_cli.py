@@ -173,6 +173,26 @@ class TestPlace:
         assert code == 1
         assert out.startswith("no target (NoValidTarget): 0/14 targets eligible: ")
 
+    def test_the_fallback_line_names_the_next_few_and_counts_the_rest(
+        self, cli: Cli, write: Write
+    ) -> None:
+        boxes = [
+            {"id": f"box-{n:02d}", "type": "ssh", "host": "h", "capabilities": {"cpu": 64 - n}}
+            for n in range(12)
+        ]
+        targets = write("targets.yaml", {"targets": boxes})
+        task = write("task.yaml", {"task": {"name": "t", "requirements": {"cpu": 2}}})
+        code, out, _ = cli(
+            "place", task, "--targets", targets, "--no-discovery", "--strategy", "performance"
+        )
+        assert code == 0
+        fallback = next(line for line in out.splitlines() if line.startswith("fallback: "))
+        assert fallback == "fallback: box-01, box-02, box-03, box-04, box-05 and 6 more"
+        _, data = cli.json(
+            "place", task, "--targets", targets, "--no-discovery", "--strategy", "performance"
+        )
+        assert len(data["alternatives"]) == 11  # the JSON keeps the whole ranking
+
     def test_tie_breaker_from_settings(self, cli: Cli, write: Write) -> None:
         targets = write(
             "t.yaml",

@@ -5,6 +5,7 @@ it is printed (the choice, the ranking table, each candidate's checks).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -134,7 +135,7 @@ def _print_remote(result: dict[str, Any]) -> None:
     )
     _echo(f"why: {result['why']}")
     if result["alternatives"]:
-        _echo(f"fallback: {', '.join(map(str, result['alternatives']))}")
+        _echo(_fallback([str(a) for a in result["alternatives"]]))
     if result.get("reservation"):
         _echo(f"reserved: {result['reservation']['id']}")
 
@@ -252,7 +253,17 @@ def _print_choice(console: Console, result: PlacementResult) -> None:
     )
     console.print(f"why: {explain.why(result)}", markup=False)
     if result.alternatives:
-        console.print(f"fallback: {', '.join(ts.id for ts in result.alternatives)}", markup=False)
+        console.print(_fallback([ts.id for ts in result.alternatives]), markup=False)
+
+
+FALLBACK_SHOWN = 5  # the rest of the ranking is in `explain` and `--json`
+
+
+def _fallback(ids: Sequence[str]) -> str:
+    """`fallback: a, b, c, d, e and 295 more`: the next few in rank order."""
+    shown = ", ".join(ids[:FALLBACK_SHOWN])
+    more = len(ids) - FALLBACK_SHOWN
+    return f"fallback: {shown} and {more} more" if more > 0 else f"fallback: {shown}"
 
 
 def _explain_table(result: PlacementResult) -> Table:
