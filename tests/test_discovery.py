@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -32,7 +33,7 @@ from acode_placement import (
 )
 from acode_placement.discovery.cache import fingerprint
 from acode_placement.discovery.service import COMMON_TOOLS
-from acode_placement.models import AnyTarget, TargetKind
+from acode_placement.models import AnyTarget, Known, TargetKind
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -325,6 +326,39 @@ class TestDegradation:
         clock.advance(seconds=30)
         lookup(d, [BOX])
         assert len(prober.calls) == 2
+
+    def test_the_back_off_holds_across_processes_through_the_cache_file(
+        self, tmp_path: Path
+    ) -> None:
+        """Each command run is a new process with a new Discovery: the failure kept in
+        the cache file spares the next runs the wait, doubles with each failure in a
+        row, and ends with the next good discovery."""
+        path, clock = tmp_path / "capabilities.json", Clock()
+        down = ProbeError(DiscoveryStatus.UNREACHABLE, "connection timed out")
+        probes: list[FakeProber] = []
+
+        def run(**prober: Any) -> Known:
+            probes.append(FakeProber(**prober))
+            d = discovery(probes[-1], clock, path, retry_after=timedelta(seconds=30))
+            return cast(Known, lookup(d, [BOX])[0])
+
+        first = run(fail=down)
+        assert (first.status, first.cause) == ("unreachable", "connection timed out")
+        for _ in range(2):  # the next runs answer from the file, without a probe
+            again = run(fail=down)
+            assert (again.status, again.cause) == ("unreachable", "connection timed out")
+            assert probes[-1].calls == []
+        stored = json.loads(path.read_text())["failures"]["box"]
+        assert (stored["status"], stored["inARow"]) == ("unreachable", 1)
+        clock.advance(seconds=30)
+        run(fail=down)  # probed again: the second failure in a row
+        assert len(probes[-1].calls) == 1
+        clock.advance(seconds=31)
+        assert run(fail=down).status == "unreachable" and probes[-1].calls == []  # 60 s now
+        clock.advance(seconds=30)
+        assert run().status == "fresh"  # it answers again
+        assert "box" not in json.loads(path.read_text())["failures"]
+        assert run(fail=down).status == "cached" and probes[-1].calls == []
 
     def test_an_unexpected_exception_in_a_prober_degrades_too(self) -> None:
         class Broken(FakeProber):

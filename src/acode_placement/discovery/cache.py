@@ -4,6 +4,11 @@ The file lives under the user's data directory. Writers take an advisory lock,
 re-read the file, merge (the newest discovery of a target wins) and replace it
 atomically, so two processes never lose each other's entries and a crash never
 leaves half a file. A file that cannot be read is set aside, never trusted.
+
+The file also keeps each target's last failed probe (status, cause, when, how many
+in a row), so that the back-off after a failure holds across command runs: three
+`discover` runs against a silent host wait for it once, not three times. A failure
+older than the target's last good discovery is over.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 import platformdirs
 from pydantic import ValidationError
 
-from acode_placement.models import AnyTarget, Capabilities, Ec2Target, SshTarget
+from acode_placement.models import AnyTarget, Capabilities, DiscoveryStatus, Ec2Target, SshTarget
 from acode_placement.safe import read_regular
 from acode_placement.telemetry import get_logger
 
@@ -125,12 +130,50 @@ class Entry:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A target's last failed probe: what it said, when, and how many in a row."""
+
+    fingerprint: str
+    status: DiscoveryStatus
+    cause: str
+    at: datetime
+    in_a_row: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status.value,
+            "cause": self.cause,
+            "at": self.at.isoformat(),
+            "inARow": self.in_a_row,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Failure:
+        at = datetime.fromisoformat(data["at"])
+        if at.tzinfo is None:
+            raise ValueError(f"at {data['at']!r} has no time zone")
+        in_a_row = int(data["inARow"])
+        if not 1 <= in_a_row <= 1_000_000:
+            raise ValueError(f"inARow {in_a_row} is out of range")
+        return cls(
+            fingerprint=str(data["fingerprint"]),
+            status=DiscoveryStatus(data["status"]),
+            cause=str(data["cause"])[:300],
+            at=at,
+            in_a_row=in_a_row,
+        )
+
+
 class CapabilityCache:
-    """Entries by target id; `path=None` keeps them in memory only."""
+    """Entries (and last failures) by target id; `path=None` keeps them in memory only."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._entries: dict[str, Entry] | None = None
+        self._failures: dict[str, Failure] = {}
+        self._failures_read: dict[str, Failure] = {}
         self._dirty: set[str] = set()
 
     def get(self, target_id: str) -> Entry | None:
@@ -138,6 +181,20 @@ class CapabilityCache:
 
     def put(self, target_id: str, entry: Entry) -> None:
         self._loaded()[target_id] = entry
+        self._dirty.add(target_id)
+
+    def failure(self, target_id: str) -> Failure | None:
+        """The target's last failed probe, unless a good discovery came after it."""
+        self._loaded()
+        failed = self._failures.get(target_id)
+        entry = self.get(target_id)
+        if failed is None or (entry is not None and entry.discovered_at >= failed.at):
+            return None
+        return failed
+
+    def put_failure(self, target_id: str, failure: Failure) -> None:
+        self._loaded()
+        self._failures[target_id] = failure
         self._dirty.add(target_id)
 
     def flush(self) -> None:
@@ -154,17 +211,26 @@ class CapabilityCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked():
                 merged = self._read()
+                failures = self._failures_read
                 for target_id in changed:
                     theirs = merged.get(target_id)
-                    if theirs is None or theirs.discovered_at <= mine[target_id].discovered_at:
-                        merged[target_id] = mine[target_id]
-                self._write(merged)
+                    ours = mine.get(target_id)
+                    if ours is not None and (
+                        theirs is None or theirs.discovered_at <= ours.discovered_at
+                    ):
+                        merged[target_id] = ours
+                    failed = self._failures.get(target_id)
+                    other = failures.get(target_id)
+                    if failed is not None and (other is None or other.at <= failed.at):
+                        failures[target_id] = failed
+                self._write(merged, failures)
         except OSError as exc:
             _log.warning("discovery.cache_not_saved", path=str(self.path), error=str(exc))
 
     def _loaded(self) -> dict[str, Entry]:
         if self._entries is None:
             self._entries = self._read() if self.path is not None else {}
+            self._failures = {**self._failures_read, **self._failures}
         return self._entries
 
     def _read(self) -> dict[str, Entry]:
@@ -172,16 +238,22 @@ class CapabilityCache:
         bad entry, not a regular file) is moved aside as `<name>.unreadable-<UTC time>`
         and the cache starts empty; entries dated in the future are dropped."""
         assert self.path is not None
+        self._failures_read = {}
         try:
             document = json.loads(read_regular(self.path, MAX_BYTES).decode("utf-8"))
             if document.get("format") != FORMAT:
                 raise ValueError(f"format {document.get('format')!r}, expected {FORMAT}")
             entries = {str(k): Entry.from_json(v) for k, v in document["targets"].items()}
+            failures = {
+                str(k): Failure.from_json(v) for k, v in document.get("failures", {}).items()
+            }
         except FileNotFoundError:
             return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
             self._set_aside(str(exc))
             return {}
+        latest_failure = datetime.now(UTC) + CLOCK_SKEW
+        self._failures_read = {k: f for k, f in failures.items() if f.at <= latest_failure}
         latest = datetime.now(UTC) + CLOCK_SKEW
         future = [k for k, e in entries.items() if e.discovered_at > latest]
         for target_id in future:
@@ -211,9 +283,19 @@ class CapabilityCache:
             error=error[:300],
         )
 
-    def _write(self, entries: dict[str, Entry]) -> None:
+    def _write(self, entries: dict[str, Entry], failures: dict[str, Failure]) -> None:
         assert self.path is not None
-        document = {"format": FORMAT, "targets": {k: e.to_json() for k, e in entries.items()}}
+        # a failure a later discovery ended is dropped, so the file does not grow
+        current = {
+            k: f.to_json()
+            for k, f in failures.items()
+            if k not in entries or entries[k].discovered_at < f.at
+        }
+        document = {
+            "format": FORMAT,
+            "targets": {k: e.to_json() for k, e in entries.items()},
+            "failures": current,
+        }
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".capabilities-")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as file:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from acode_placement.discovery.cache import CapabilityCache, Entry, fingerprint
+from acode_placement.discovery.cache import CapabilityCache, Entry, Failure, fingerprint
 from acode_placement.discovery.compare import changes
 from acode_placement.discovery.parse import ProbeReport
 from acode_placement.discovery.probes import ProbeError, Prober
@@ -113,13 +113,13 @@ class Discovery:
         self.concurrency = concurrency
         # A target that just failed is not probed again before this; each failure in a
         # row doubles the wait, up to MAX_BACKOFF (an unreadable key or a host that is
-        # down must not be retried, and logged, on every decision).
+        # down must not be retried, and logged, on every decision). Failures are kept
+        # in the cache file, so the wait holds across command runs too.
         self.retry_after = min(retry_after, ttl)
         self.stats = Stats()
         self._clock = clock
         self._listeners: list[Listener] = []
         self.observers: list[Observer] = []
-        self._failures: dict[str, tuple[ProbeError, datetime, int]] = {}
         self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         # Merging discovered over declared values is costly; it is kept per target until
@@ -182,15 +182,20 @@ class Discovery:
         for observer in self.observers:  # once per lookup: a counter costs microseconds
             observer.cache_lookups(hits, misses)
 
-    def _recent_failure(self, target: AnyTarget, now: datetime) -> ProbeError | None:
-        failed = self._failures.get(target.id)
+    def _recent_failure(self, target: AnyTarget, now: datetime) -> Failure | None:
+        failed = self._failure(target)
         if failed is None:
             return None
-        error, at, in_a_row = failed
         wait = min(
-            self.retry_after * 2 ** min(in_a_row - 1, 20), max(MAX_BACKOFF, self.retry_after)
+            self.retry_after * 2 ** min(failed.in_a_row - 1, 20),
+            max(MAX_BACKOFF, self.retry_after),
         )
-        return None if now - at >= wait else error
+        return None if now - failed.at >= wait else failed
+
+    def _failure(self, target: AnyTarget) -> Failure | None:
+        """The target's last failure (this process's or another's), if about this machine."""
+        failed = self.cache.failure(target.id)
+        return failed if failed is not None and failed.fingerprint == fingerprint(target) else None
 
     # ------------------------------------------------------------------- internals
 
@@ -220,9 +225,15 @@ class Discovery:
                 report = await self._probe(job)
             except ProbeError as exc:
                 self.stats.failures += 1
-                before = self._failures.get(job.target.id)
-                in_a_row = before[2] + 1 if before else 1
-                self._failures[job.target.id] = (exc, self._clock(), in_a_row)
+                before = self._failure(job.target)
+                failed = Failure(
+                    fingerprint(job.target),
+                    exc.status,
+                    exc.cause,
+                    self._clock(),
+                    before.in_a_row + 1 if before else 1,
+                )
+                self.cache.put_failure(job.target.id, failed)
                 for observer in self.observers:
                     observer.probed(job.target.kind.value, time.perf_counter() - started)
                     observer.probe_failed(job.target.id, exc.status.value)
@@ -234,7 +245,6 @@ class Discovery:
                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
                 )
                 raise
-        self._failures.pop(job.target.id, None)
         for observer in self.observers:
             observer.probed(job.target.kind.value, time.perf_counter() - started)
         self._store(job, report)
@@ -268,8 +278,9 @@ class Discovery:
     def _finished(self, job: _Job, task: asyncio.Task[ProbeReport]) -> None:
         if self._inflight.get(job.key) is task:
             del self._inflight[job.key]
-        if not task.cancelled() and task.exception() is None:
-            self.cache.flush()  # a probe that outlived its decision still saves its answer
+        if not task.cancelled():
+            # a probe that outlived its decision still saves its answer or its failure
+            self.cache.flush()
 
     def _store(self, job: _Job, report: ProbeReport) -> None:
         target = job.target
