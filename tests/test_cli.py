@@ -386,3 +386,83 @@ class TestOtherCommands:
         assert task["$defs"]["TaskRequirements"]["additionalProperties"] is False
         code, _, err = cli("schema", "tasks")
         assert code == 2 and "unknown schema 'tasks'" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("place", EXAMPLES / "tasks" / "cpu-tests.yaml"),
+        ("explain", EXAMPLES / "tasks" / "cpu-tests.yaml"),
+        ("explain", EXAMPLES / "tasks" / "cpu-tests.yaml", "--json"),
+        ("targets",),
+        ("place", EXAMPLES / "tasks" / "impossible.yaml"),
+    ],
+    ids=["place", "explain", "explain-json", "targets", "no-target"],
+)
+def test_a_reader_that_left_is_exit_141_without_a_word(args: tuple[Any, ...]) -> None:
+    """`acode-placement explain ... | head -1`: stdout's reader is gone before the
+    command writes. That is neither "no valid target" (1) nor bad input (2)."""
+    read, write = os.pipe()
+    os.close(read)  # every write to stdout now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "acode_placement", *map(str, args)),
+                *("--targets", str(EXAMPLES / "targets.yaml"), "--no-discovery"),
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def _explained(tty: bool, **env: str) -> str:
+    """`explain` on the example fleet, its stdout a pipe or a pseudo-terminal."""
+    command = [
+        *(sys.executable, "-m", "acode_placement", "explain"),
+        *(str(EXAMPLES / "tasks" / "cpu-tests.yaml"), "--targets", str(FLEET)),
+        "--no-discovery",
+    ]
+    environ = {**os.environ, "COLUMNS": "100", **env}
+    if not tty:
+        return subprocess.run(
+            command, capture_output=True, text=True, env=environ, timeout=60, check=False
+        ).stdout
+    import pty  # POSIX only, like the rest of this test
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL, env=environ) as run:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        run.wait(60)
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_piped_tables_are_one_row_per_line_with_nothing_trailing() -> None:
+    out = _explained(tty=False)
+    lines = out.splitlines()
+    assert "\x1b" not in out
+    assert all(line == line.rstrip() for line in lines)
+    ranks = [line.split()[0] for line in lines if line.split()]
+    rows = [rank for rank in ranks if rank == "-" or rank.isdigit()]
+    assert len(rows) == 14  # every target of the fleet on its own line, unwrapped
+    assert len(lines) == 1 + 14 + 3  # the header, the rows, the choice with why and fallback
+
+
+def test_no_color_on_a_terminal_means_no_escapes_at_all() -> None:
+    assert "\x1b[" in _explained(tty=True)  # bold headers on a terminal
+    assert "\x1b[" not in _explained(tty=True, NO_COLOR="1")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -75,12 +75,26 @@ class _Group(TyperGroup):
         except typer.Abort:
             _fail("aborted")
             code = 2
+        except BrokenPipeError:  # the reader left (`... | head -1`): not a failure of ours
+            pipe_closed()
         except Exception as exc:  # the last net: one line, never a traceback
             _fail(f"unexpected {type(exc).__name__}: {exc}")
             code = 2
         if not standalone_mode:
             return code
         sys.exit(code or 0)
+
+
+PIPE_CLOSED = 128 + 13  # what a shell reports for a process that SIGPIPE ended
+
+
+def pipe_closed() -> NoReturn:
+    """Stop quietly when whoever read stdout has gone (`explain ... | head -1`): the
+    rest of the output is dropped and the exit status is 141, as a shell reports for
+    SIGPIPE, never 1 (which means "no valid target") and never a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's last flush must not fail again
+    raise SystemExit(PIPE_CLOSED)
 
 
 def _usage_hint(exc: typer.TyperException) -> str:
@@ -107,13 +121,29 @@ class _Table(Table):
         )
 
 
+PIPED_WIDTH = 100_000  # piped output is never wrapped
+
+
 class _Console(Console):
-    """Prints text literally: markup, emoji codes and controls are never interpreted."""
+    """Prints text literally: markup, emoji codes and controls are never interpreted.
+    Lines lose the spaces rich pads them with at the end (tables pad every cell)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        pipe_closed()
 
     def print(self, *objects: Any, **options: Any) -> None:
         options["markup"] = False
         options["emoji"] = False
-        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **options)
+        shown = [printable(o) if isinstance(o, str) else o for o in objects]
+        with self.capture() as captured:
+            super().print(*shown, **options)
+        text = "\n".join(line.rstrip() for line in captured.get().split("\n"))
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except BrokenPipeError:
+            self.on_broken_pipe()
 
 
 app = typer.Typer(
@@ -151,9 +181,19 @@ TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=F
 
 
 def _console() -> Console:
-    # Piped output keeps long rows on one line instead of wrapping at 80 columns.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
-    return _Console(width=width, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    """On a terminal: its width, and no colour or bold when NO_COLOR is set. Piped: no
+    escapes at all, rows never wrapped (a reader's `grep` sees one row per line), and
+    no trailing spaces."""
+    if sys.stdout.isatty():
+        plain = bool(os.environ.get("NO_COLOR"))
+        return _Console(
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+            emoji=False,
+            color_system=None if plain else "auto",
+        )
+    return _Console(width=PIPED_WIDTH, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -180,6 +220,8 @@ def _errors(command: Callable[P, R]) -> Callable[P, R]:
         except PlacementError as exc:
             _fail(str(exc))
             raise typer.Exit(2) from None
+        except BrokenPipeError:  # before typer's own handler makes it exit status 1
+            pipe_closed()
         finally:
             _write_metrics()
 
