@@ -466,3 +466,38 @@ def test_piped_tables_are_one_row_per_line_with_nothing_trailing() -> None:
 def test_no_color_on_a_terminal_means_no_escapes_at_all() -> None:
     assert "\x1b[" in _explained(tty=True)  # bold headers on a terminal
     assert "\x1b[" not in _explained(tty=True, NO_COLOR="1")
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("acode-placement pl", ["place"]),
+        ("acode-placement his", ["history"]),
+        ("acode-placement place t.yaml --strategy c", ["cost-optimized", "cloud-first"]),
+        ("acode-placement place t.yaml --strategy per", ["performance"]),
+        ("acode-placement explain t.yaml --mode a", ["airgapped"]),
+    ],
+)
+def test_the_shell_completes_commands_strategies_and_modes(words: str, expected: list[str]) -> None:
+    """What bash's completion function asks (`--install-completion` installs it)."""
+    env = {
+        **os.environ,
+        "_ACODE_PLACEMENT_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - 1),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "acode_placement"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == sorted(expected)
+
+
+def test_completion_is_offered_for_the_shell(cli: Cli) -> None:
+    code, out, _ = cli("--help")
+    assert code == 0 and "--install-completion" in out and "--show-completion" in out

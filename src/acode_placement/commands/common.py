@@ -42,6 +42,7 @@ from acode_placement.models import (
     PlacementSettings,
 )
 from acode_placement.safe import printable
+from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ app = typer.Typer(
     name="acode-placement",
     cls=_Group,
     help="Decide where a task should run: this machine, an SSH host or an EC2 instance type.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -171,8 +172,31 @@ ConfigOpt = Annotated[
         help="settings file (default: $ACODE_PLACEMENT_CONFIG, then the user config dir)",
     ),
 ]
-StrategyOpt = Annotated[str | None, typer.Option("--strategy", help="overrides the settings")]
-ModeOpt = Annotated[str | None, typer.Option("--mode", help="local-only | airgapped | burst")]
+
+
+def _strategy_names(incomplete: str) -> list[str]:
+    """What the shell completes after --strategy: built-ins and installed plug-ins."""
+    names = StrategyRegistry.default().names()
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def _mode_names(incomplete: str) -> list[str]:
+    return [mode.value for mode in Mode if mode.value.startswith(incomplete)]
+
+
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="overrides the settings: auto | local-first | cloud-first | cost-optimized"
+        " | performance, or an installed plug-in (acode-placement strategies)",
+        autocompletion=_strategy_names,
+    ),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option("--mode", help="local-only | airgapped | burst", autocompletion=_mode_names),
+]
 NoDiscoveryOpt = Annotated[
     bool, typer.Option("--no-discovery", help="use declared capabilities only")
 ]
