@@ -501,3 +501,14 @@ def test_the_shell_completes_commands_strategies_and_modes(words: str, expected:
 def test_completion_is_offered_for_the_shell(cli: Cli) -> None:
     code, out, _ = cli("--help")
     assert code == 0 and "--install-completion" in out and "--show-completion" in out
+
+
+def test_help_says_where_files_are_looked_for(cli: Cli) -> None:
+    import platformdirs
+
+    folder = platformdirs.user_config_dir("acode-placement")
+    code, out, _ = cli("place", "--help")
+    flat = " ".join(out.split())
+    assert code == 0
+    assert f"{folder}/targets.yaml" in flat and f"{folder}/placement.yaml" in flat
+    assert "$ACODE_PLACEMENT_TARGETS" in flat and "cost-optimized" in flat

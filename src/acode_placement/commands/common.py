@@ -17,6 +17,7 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
+import platformdirs
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +25,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from acode_placement.config import (
+    CONFIG_ENV,
     TARGETS_ENV,
     find_file,
     package_version,
@@ -157,19 +159,21 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+# Where a file is looked for when no option names it (said in --help, with the path).
+_CONFIG_DIR = platformdirs.user_config_dir("acode-placement")
 TargetsOpt = Annotated[
     Path | None,
     typer.Option(
         "--targets",
-        help="targets file (default: $ACODE_PLACEMENT_TARGETS, "
-        "then the user config dir, then this machine alone)",
+        help=f"targets file (default: ${TARGETS_ENV}, then {_CONFIG_DIR}/targets.yaml,"
+        " then this machine alone)",
     ),
 ]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="settings file (default: $ACODE_PLACEMENT_CONFIG, then the user config dir)",
+        help=f"settings file (default: ${CONFIG_ENV}, then {_CONFIG_DIR}/placement.yaml)",
     ),
 ]
 
