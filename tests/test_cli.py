@@ -517,3 +517,24 @@ def test_help_says_where_files_are_looked_for(tmp_path: Path) -> None:
     folder = "".join(str(home / "acode-placement").split())
     assert f"{folder}/targets.yaml" in joined and f"{folder}/placement.yaml" in joined
     assert "$ACODE_PLACEMENT_TARGETS" in joined and "cost-optimized" in joined
+
+
+def test_a_misspelt_variable_is_said_and_ignored() -> None:
+    env = {**os.environ, "ACODE_PLACEMENT_STRATEGYY": "performance", "ACODE_PLACEMENT__X": "1"}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "acode_placement", "place"),
+            *(str(EXAMPLES / "tasks" / "cpu-tests.yaml"), "--targets", str(FLEET)),
+            *("--no-discovery", "--json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["strategy"] == "auto"
+    assert done.stderr.splitlines() == [
+        "acode-placement: warning: environment ACODE_PLACEMENT_STRATEGYY: no setting or file"
+        " has this name, so it is ignored; did you mean ACODE_PLACEMENT_STRATEGY?"
+    ]

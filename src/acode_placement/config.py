@@ -23,6 +23,7 @@ from acode_placement.errors import InputError
 from acode_placement.messages import (
     Path_,
     describe,
+    did_you_mean,
     dotted,
     first_error,
     kind_of,
@@ -304,6 +305,22 @@ def find_file(explicit: str | Path | None, env: str, name: str) -> Path | None:
         return Path(value).expanduser()
     candidate = Path(platformdirs.user_config_dir("acode-placement")) / name
     return candidate if candidate.is_file() else None
+
+
+def stray_environment(environ: Mapping[str, str]) -> list[str]:
+    """One line for each `ACODE_PLACEMENT_*` variable nothing reads (a misspelt one
+    would otherwise be ignored without a word), with the name it probably meant."""
+    from acode_placement.discovery.cache import CACHE_ENV  # noqa: PLC0415
+
+    known = {ENV_PREFIX + name.upper() for name in PlacementSettings.model_fields}
+    known |= {CONFIG_ENV, TARGETS_ENV, TOKEN_ENV, CACHE_ENV}
+    internal = ENV_PREFIX + "_"  # what a command hands its own worker processes
+    return [
+        f"environment {name}: no setting or file has this name, so it is ignored"
+        f"{did_you_mean(name, sorted(known))}"
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and not name.startswith(internal) and name not in known
+    ]
 
 
 def resolve_settings(config: str | Path | None) -> tuple[PlacementSettings, str | None]:

@@ -69,7 +69,7 @@ def message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel])
     if kind == "extra_forbidden":
         if not path:
             return "unknown key"
-        return "unknown key" + _hint(str(path[-1]), _allowed_keys(model, path[:-1], data))
+        return "unknown key" + did_you_mean(str(path[-1]), _allowed_keys(model, path[:-1], data))
     if kind == "missing":
         return "missing required key"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -85,12 +85,12 @@ def message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel])
         return "must not be empty"
     if kind in ("enum", "literal_error"):
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return f"must be one of {', '.join(choices)}; got {_show(given)}" + _hint(
+        return f"must be one of {', '.join(choices)}; got {_show(given)}" + did_you_mean(
             str(given), choices
         )
     if kind == "union_tag_invalid":
         tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        return f"unknown type {_show(ctx.get('tag'))}; use {', '.join(tags)}" + _hint(
+        return f"unknown type {_show(ctx.get('tag'))}; use {', '.join(tags)}" + did_you_mean(
             str(ctx.get("tag")), tags
         )
     if kind == "union_tag_not_found":
@@ -101,7 +101,7 @@ def message(error: ErrorDetails, path: Path_, data: Any, model: type[BaseModel])
     return f"{text[0].lower()}{text[1:]}, got {_show(given)}"
 
 
-def _hint(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     by_lower = {c.lower().replace("_", ""): c for c in choices}
     close = difflib.get_close_matches(word.lower().replace("_", ""), by_lower, n=1, cutoff=0.6)
     return f"; did you mean {by_lower[close[0]]}?" if close else ""

@@ -31,6 +31,7 @@ from acode_placement.config import (
     package_version,
     read_targets,
     resolve_settings,
+    stray_environment,
 )
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import PlacementError
@@ -354,6 +355,9 @@ def _main(
     _session.log_format = _choice(log_format, "--log-format", LogFormat)
     _session.metrics_file = metrics_file
     _session.engine = None
+    # A variable that looks like a setting but is none (a misspelling) is said, once.
+    for stray in stray_environment(os.environ):
+        typer.echo(f"acode-placement: warning: {printable(stray)}", err=True)
     # Until a command reads its settings: the flags, else the environment, else defaults.
     env_level = os.environ.get("ACODE_PLACEMENT_LOG_LEVEL", "warning")
     env_format = os.environ.get("ACODE_PLACEMENT_LOG_FORMAT", "auto")
