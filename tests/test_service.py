@@ -296,6 +296,47 @@ class TestClient:
         assert code == 0 and text.startswith("box (ssh)")
 
 
+@pytest.fixture(scope="module")
+def local_only() -> Iterator[str]:
+    """A service whose settings say local-only, discovery off."""
+    settings = PlacementOptions(discovery_enabled=False, mode="local-only", strategy="auto")
+    with serving(create_app(PlacementEngine(), FLEET, TOKEN, defaults=settings)) as base:
+        yield base
+
+
+class TestOptionsOverTheServersSettings:
+    """A request's options are laid over the server's settings, not over the
+    library's defaults: setting one never resets the others."""
+
+    def test_one_option_keeps_the_rest_of_the_servers(self, local_only: str) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        body = {"task": TASK, "options": {"strategy": "performance"}}
+        answer = httpx.post(f"{local_only}/v1/placements", json=body, headers=headers).json()
+        # the server's mode holds: box (ssh, more capable) is excluded by local-only
+        assert (answer["strategy"], answer["mode"]) == ("performance", "local-only")
+        assert answer["target"]["id"] == "local"
+        body["options"] = {"mode": "burst", "strategy": "performance"}
+        answer = httpx.post(f"{local_only}/v1/placements", json=body, headers=headers).json()
+        assert (answer["mode"], answer["target"]["id"]) == ("burst", "box")
+
+    def test_the_client_sends_only_what_was_set(self, local_only: str) -> None:
+        with PlacementClient(local_only, token=TOKEN) as client:
+            answer = client.place(
+                Task.model_validate(TASK), PlacementOptions(strategy="performance")
+            )
+        assert (answer["mode"], answer["target"]["id"]) == ("local-only", "local")
+
+    def test_place_with_server_refuses_files_it_would_not_read(
+        self, local_only: str, cli: Cli, tmp_path: Path
+    ) -> None:
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": TASK}))
+        for flag in ("--targets", "--config"):
+            code, out, err = cli("place", task, "--server", local_only, flag, tmp_path / "x.yaml")
+            assert code == 2 and out == ""
+            assert err.startswith(f"acode-placement: error: {flag}: a service places on its own")
+
+
 class TestServeCommand:
     def test_refuses_beyond_loopback_without_a_token(self, cli: Cli) -> None:
         code, _, err = cli("serve", "--host", "0.0.0.0")

@@ -134,6 +134,6 @@ class PlacementClient:
 def _body(task: Task | TaskRequirements, options: PlacementOptions | None) -> dict[str, Any]:
     key = "task" if isinstance(task, Task) else "requirements"
     body: dict[str, Any] = {key: task.model_dump(mode="json", exclude_none=True)}
-    if options is not None:
-        body["options"] = options.model_dump(mode="json")
+    if options is not None:  # what the caller set; the server's settings give the rest
+        body["options"] = options.model_dump(mode="json", exclude_unset=True)
     return body

@@ -204,7 +204,12 @@ async def _crashed(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _options(service: Service, request: PlacementRequest) -> PlacementOptions:
-    options = request.options or service.defaults
+    """The server's settings, with what the request set over them (a request that
+    names a strategy keeps the server's mode, discovery and timeout)."""
+    options = service.defaults
+    if request.options is not None:
+        given = request.options.model_dump(exclude_unset=True, by_alias=False)
+        options = options.model_copy(update=given)
     registry = service.engine.registry
     if options.strategy not in registry:
         raise UnknownNameError("strategy", options.strategy, registry.names(), "options.strategy")

@@ -87,6 +87,7 @@ def _place_remotely(
     task_path: Path,
     strategy: str | None,
     mode: str | None,
+    no_discovery: bool,
     reserve: bool,
     owner: str | None,
     json_out: bool,
@@ -94,11 +95,16 @@ def _place_remotely(
     from acode_placement.client import PlacementClient  # noqa: PLC0415  (httpx: --server only)
 
     task = read_task(task_path).value.task
-    options = None
-    if strategy or mode:
-        if mode is not None and mode not in set(Mode):
+    given: dict[str, Any] = {}  # only what was asked: the server's settings give the rest
+    if strategy is not None:
+        given["strategy"] = strategy
+    if mode is not None:
+        if mode not in set(Mode):
             raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
-        options = PlacementOptions(strategy=strategy or "auto", mode=Mode(mode or "burst"))
+        given["mode"] = Mode(mode)
+    if no_discovery:
+        given["discovery_enabled"] = False
+    options = PlacementOptions(**given) if given else None
     with PlacementClient(server) as client:
         result = client.place(task, options, reserve=reserve, owner=owner)
     try:
@@ -196,7 +202,13 @@ def place(
     if owner is not None and (not 1 <= len(owner) <= 256 or "\x00" in owner):
         raise InputError(f"--owner: 1 to 256 characters without NUL, not {len(owner)}")
     if server is not None:
-        _place_remotely(server, task, strategy, mode, reserve, owner, json_out)
+        if targets is not None or config is not None:
+            flag = "--targets" if targets is not None else "--config"
+            raise InputError(
+                f"{flag}: a service places on its own targets with its own settings;"
+                f" give {flag} to `serve`, or drop --server"
+            )
+        _place_remotely(server, task, strategy, mode, no_discovery, reserve, owner, json_out)
         return
     run = _prepare(targets, config, strategy, mode, no_discovery)
     if reserve and run.engine.reservations is not None:
