@@ -538,3 +538,41 @@ def test_a_misspelt_variable_is_said_and_ignored() -> None:
         "acode-placement: warning: environment ACODE_PLACEMENT_STRATEGYY: no setting or file"
         " has this name, so it is ignored; did you mean ACODE_PLACEMENT_STRATEGY?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "seen"),
+    [
+        (
+            ["place", "t.yaml", "--metrics-file", "m.prom"],
+            ["--metrics-file", "m.prom", "place", "t.yaml"],
+        ),
+        (["--log-level", "info", "place", "t.yaml"], ["--log-level", "info", "place", "t.yaml"]),
+        (
+            ["history", "show", "x", "--log-format=json"],
+            ["--log-format=json", "history", "show", "x"],
+        ),
+        (["place", "--", "--log-level"], ["place", "--", "--log-level"]),
+    ],
+)
+def test_the_programs_own_options_go_before_the_command(given: list[str], seen: list[str]) -> None:
+    from acode_placement.cli import globals_first
+
+    assert globals_first(given) == seen
+
+
+def test_a_global_option_after_the_command_works(tmp_path: Path) -> None:
+    prom = tmp_path / "m.prom"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "acode_placement", "place"),
+            *(str(EXAMPLES / "tasks" / "cpu-tests.yaml"), "--targets", str(FLEET)),
+            *("--no-discovery", "--metrics-file", str(prom)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "acode_placement_placements_total" in prom.read_text()

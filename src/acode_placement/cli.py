@@ -8,6 +8,7 @@ Exit status: 0 placed (or done), 1 no valid target, 2 bad input or usage.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Sequence
 
 from acode_placement.commands.common import app
@@ -27,7 +28,38 @@ def _terminated(signum: int, _: object) -> None:
     raise SystemExit(128 + signum)
 
 
+# The options of the whole program, which take a value: accepted after the command
+# too (`place task.yaml --metrics-file m.prom`), as kubectl and gh accept theirs.
+GLOBAL_OPTIONS = ("--log-level", "--log-format", "--metrics-file")
+
+
+def globals_first(args: Sequence[str]) -> list[str]:
+    """`args` with the program's own options moved before the command, each with its
+    value; nothing after `--` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    words = list(args)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            rest += words[i:]
+            break
+        name = word.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and rest:
+            if "=" in word:
+                front.append(word)
+            else:
+                front += words[i : i + 2]
+                i += 1
+        else:
+            rest.append(word)
+        i += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _terminated)
-    app(args=list(argv) if argv is not None else None, prog_name="acode-placement")
+    args = globals_first(sys.argv[1:] if argv is None else argv)
+    app(args=args, prog_name="acode-placement")
