@@ -576,3 +576,29 @@ def test_a_global_option_after_the_command_works(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "acode_placement_placements_total" in prom.read_text()
+
+
+def test_config_shows_what_is_in_use_and_where_it_came_from(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "placement.yaml"
+    settings.write_text(
+        "placement:\n"
+        "  strategy: cost-optimized\n"
+        "  history: postgresql+psycopg://ci:hunter2-secret@db.internal/placements\n"
+    )
+    monkeypatch.setenv("ACODE_PLACEMENT_MODE", "local-only")
+    monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", "a-token-that-must-never-show-1234")
+    code, out = cli.json("config", "--config", settings, "--targets", FLEET)
+    assert code == 0
+    where = {row["name"]: (row["value"], row["from"]) for row in out["settings"]}
+    assert where["strategy"] == ("cost-optimized", f"{settings}:2")
+    assert where["mode"] == ("local-only", "environment ACODE_PLACEMENT_MODE")
+    assert where["tieBreaker"] == ("first", "default")
+    assert out["files"]["settings"] == {"path": str(settings), "from": "option"}
+    assert out["files"]["targets"] == {"path": str(FLEET), "from": "option"}
+    assert out["files"]["token"]["path"] == "set (not shown)"
+    code, text, _ = cli("config", "--config", settings)
+    for shown in (json.dumps(out), text):
+        assert "hunter2-secret" not in shown and "a-token-that-must-never-show" not in shown
+    assert "db.internal" in text and "environment ACODE_PLACEMENT_MODE" in text

@@ -299,12 +299,20 @@ def package_version() -> str:
 
 def find_file(explicit: str | Path | None, env: str, name: str) -> Path | None:
     """The file named on the command line, else in `$env`, else in the user's config dir."""
+    return locate_file(explicit, env, name)[0]
+
+
+def locate_file(explicit: str | Path | None, env: str, name: str) -> tuple[Path | None, str]:
+    """`find_file`, and where the answer came from: the option, the variable, the
+    user config dir, or nowhere (`none: ...` names the place looked in)."""
     if explicit is not None:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser(), "option"
     if value := os.environ.get(env):
-        return Path(value).expanduser()
+        return Path(value).expanduser(), f"environment {env}"
     candidate = Path(platformdirs.user_config_dir("acode-placement")) / name
-    return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return candidate, "the user config dir"
+    return None, f"none: no {candidate}"
 
 
 def stray_environment(environ: Mapping[str, str]) -> list[str]:
@@ -328,16 +336,31 @@ def resolve_settings(config: str | Path | None) -> tuple[PlacementSettings, str 
 
     Returns the settings and the file they came from.
     """
+    settings, path, _ = settings_with_origins(config)
+    return settings, path
+
+
+def settings_with_origins(
+    config: str | Path | None,
+) -> tuple[PlacementSettings, str | None, dict[str, str]]:
+    """`resolve_settings`, and where each setting's value came from, by field name:
+    `environment ACODE_PLACEMENT_X`, `FILE:LINE`, or `default`."""
     path = find_file(config, CONFIG_ENV, "placement.yaml")
     values: dict[str, Any] = {}
+    origins = dict.fromkeys(PlacementSettings.model_fields, "default")
     if path is not None:
-        values = read_settings(path).value.placement.model_dump(exclude_unset=True, by_alias=False)
+        loaded = read_settings(path)
+        values = loaded.value.placement.model_dump(exclude_unset=True, by_alias=False)
+        for name in values:
+            alias = PlacementSettings.model_fields[name].alias or name
+            origins[name] = f"{loaded.source}:{line_of(loaded.lines, ('placement', alias))}"
     for name in PlacementSettings.model_fields:
         env = ENV_PREFIX + name.upper()
         if env in os.environ:
             values[name] = os.environ[env]
+            origins[name] = f"environment {env}"
     try:
-        return PlacementSettings.model_validate(values), str(path) if path else None
+        return PlacementSettings.model_validate(values), str(path) if path else None, origins
     except ValidationError as exc:
         error = exc.errors()[0]
         env = ENV_PREFIX + str(error["loc"][0]).upper()

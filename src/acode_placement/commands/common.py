@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import platformdirs
 import typer
@@ -47,10 +47,6 @@ from acode_placement.models import (
 from acode_placement.safe import printable
 from acode_placement.strategies import StrategyRegistry
 from acode_placement.telemetry import configure_logging
-
-if TYPE_CHECKING:
-    pass
-
 
 P = ParamSpec("P")
 R = TypeVar("R")

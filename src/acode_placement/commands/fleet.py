@@ -7,12 +7,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from acode_placement import explain
+from acode_placement.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    NoDiscoveryOpt,
+    TargetsOpt,
+    _console,
+    _engine,
+    _errors,
+    _print_json,
+    _Table,
+    _targets,
+    app,
+)
 from acode_placement.config import (
     resolve_settings,
 )
@@ -28,23 +41,6 @@ from acode_placement.models import (
     PlacementOptions,
     SshTarget,
     TaskRequirements,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from acode_placement.commands.common import (
-    ConfigOpt,
-    JsonOpt,
-    NoDiscoveryOpt,
-    TargetsOpt,
-    _console,
-    _engine,
-    _errors,
-    _print_json,
-    _Table,
-    _targets,
-    app,
 )
 
 

@@ -1,31 +1,39 @@
-"""`strategies` and `schema`: what the engine offers, and the JSON Schemas of its
-files.
+"""`strategies`, `schema` and `config`: what the engine offers, the JSON Schemas of
+its files, and the files and settings in use with where each came from.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from acode_placement.config import (
-    SCHEMAS,
-)
-from acode_placement.engine import PlacementEngine
-from acode_placement.errors import UnknownNameError
-from acode_placement.strategies import StrategyRegistry
-
-if TYPE_CHECKING:
-    pass
-
 from acode_placement.commands.common import (
+    ConfigOpt,
     JsonOpt,
+    TargetsOpt,
     _console,
     _errors,
     _print_json,
     _Table,
     app,
 )
+from acode_placement.config import (
+    CONFIG_ENV,
+    SCHEMAS,
+    TARGETS_ENV,
+    TOKEN_ENV,
+    locate_file,
+    settings_with_origins,
+)
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import UnknownNameError
+from acode_placement.models import PlacementSettings
+from acode_placement.safe import mask_url
+from acode_placement.strategies import StrategyRegistry
 
 
 @app.command()
@@ -62,3 +70,63 @@ def schema(
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = f"acode-placement {kind} file"
     _print_json(document)
+
+
+@app.command(name="config")
+@_errors
+def config_command(
+    targets: TargetsOpt = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the files and settings in use and where each came from (an option, the
+    environment, a file and its line, or the default). Secrets are never shown."""
+    from acode_placement.discovery.cache import CACHE_ENV  # noqa: PLC0415
+    from acode_placement.discovery.cache import default_path as cache_path  # noqa: PLC0415
+    from acode_placement.history.database import normalise_url  # noqa: PLC0415
+
+    settings_path, settings_from = locate_file(config, CONFIG_ENV, "placement.yaml")
+    targets_path, targets_from = locate_file(targets, TARGETS_ENV, "targets.yaml")
+    settings, _, origins = settings_with_origins(config)
+    values = settings.model_dump(mode="json", by_alias=True)
+    history_url = mask_url(normalise_url(settings.history))
+    files: dict[str, dict[str, str | None]] = {
+        "settings": {"path": _shown(settings_path), "from": settings_from},
+        "targets": {
+            "path": _shown(targets_path) or "this machine alone",
+            "from": targets_from,
+        },
+        "cache": {
+            "path": str(cache_path()),
+            "from": f"environment {CACHE_ENV}" if os.environ.get(CACHE_ENV) else "default",
+        },
+        "history": {"path": history_url, "from": origins["history"]},
+        "token": {
+            "path": "set (not shown)" if os.environ.get(TOKEN_ENV) else "not set",
+            "from": f"environment {TOKEN_ENV}",
+        },
+    }
+    rows: list[dict[str, object]] = [
+        {
+            "name": field.alias or name,
+            "value": history_url if name == "history" else values[field.alias or name],
+            "from": origins[name],
+        }
+        for name, field in PlacementSettings.model_fields.items()
+    ]
+    if json_out:
+        _print_json({"files": files, "settings": rows})
+        return
+    console = _console()
+    table = _Table("file", "in use", "from", box=None)
+    for kind, entry in files.items():
+        table.add_row(kind, entry["path"] or "none", entry["from"])
+    console.print(table)
+    table = _Table("setting", "value", "from", box=None)
+    for row in rows:
+        table.add_row(str(row["name"]), json.dumps(row["value"]), str(row["from"]))
+    console.print(table)
+
+
+def _shown(path: Path | None) -> str | None:
+    return str(path) if path is not None else None

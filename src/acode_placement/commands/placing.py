@@ -8,34 +8,13 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from acode_placement import explain
-from acode_placement.config import (
-    read_task,
-    resolve_settings,
-)
-from acode_placement.engine import PlacementEngine
-from acode_placement.errors import InputError, PlacementError, UnknownNameError
-from acode_placement.models import (
-    AnyTarget,
-    CheckKind,
-    Ec2Target,
-    Mode,
-    PlacementOptions,
-    PlacementResult,
-    TargetScore,
-    Task,
-)
-from acode_placement.safe import mask_url
-
-if TYPE_CHECKING:
-    pass
-
 from acode_placement.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -54,6 +33,23 @@ from acode_placement.commands.common import (
     _targets,
     app,
 )
+from acode_placement.config import (
+    read_task,
+    resolve_settings,
+)
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import InputError, PlacementError, UnknownNameError
+from acode_placement.models import (
+    AnyTarget,
+    CheckKind,
+    Ec2Target,
+    Mode,
+    PlacementOptions,
+    PlacementResult,
+    TargetScore,
+    Task,
+)
+from acode_placement.safe import mask_url
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,19 +8,9 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-
-from acode_placement.config import (
-    TOKEN_ENV,
-    resolve_settings,
-)
-from acode_placement.errors import InputError
-from acode_placement.safe import printable
-
-if TYPE_CHECKING:
-    pass
 
 from acode_placement.commands.common import (
     ConfigOpt,
@@ -31,6 +21,12 @@ from acode_placement.commands.common import (
     _targets,
     app,
 )
+from acode_placement.config import (
+    TOKEN_ENV,
+    resolve_settings,
+)
+from acode_placement.errors import InputError
+from acode_placement.safe import printable
 
 
 @app.command()
