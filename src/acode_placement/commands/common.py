@@ -235,8 +235,9 @@ _session = _Session()
 
 
 def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Bad input becomes one line on stderr and exit status 2, never a traceback.
-    Whatever the outcome, `--metrics-file` gets the command's metrics."""
+    """Bad input becomes one line on stderr and exit status 2, never a traceback;
+    with `--json`, stdout also gets `{"error": ..., "exitStatus": 2}`. Whatever the
+    outcome, `--metrics-file` gets the command's metrics."""
 
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -244,6 +245,8 @@ def _errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except PlacementError as exc:
             _fail(str(exc))
+            if kwargs.get("json_out"):  # a program that asked for JSON gets JSON, even now
+                _print_json({"error": printable(str(exc)), "exitStatus": 2})
             raise typer.Exit(2) from None
         except BrokenPipeError:  # before typer's own handler makes it exit status 1
             pipe_closed()

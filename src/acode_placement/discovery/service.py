@@ -279,6 +279,7 @@ class Discovery:
         if self._inflight.get(job.key) is task:
             del self._inflight[job.key]
         if not task.cancelled():
+            task.exception()  # looked at: a failure is kept in the cache, not lost to asyncio
             # a probe that outlived its decision still saves its answer or its failure
             self.cache.flush()
 
