@@ -186,3 +186,26 @@ def test_cause_counts_kept_per_task_shape_are_the_checks_counts(
     assert list(explain.cause_counts(fast.all_scores).items()) == expected
     again = _ONE_ENGINE.decide(req, _FLEET, known, opts)  # from what the columns kept
     assert list(explain.cause_counts(again.all_scores).items()) == expected
+
+
+def test_small_fleets_count_their_causes_once_per_inputs() -> None:
+    """Below compile_from the causes come from the checks; for the very same inputs
+    they are counted once and kept, and other inputs are counted anew."""
+    from acode_placement import explain
+
+    targets, known = bench.fleet(20)
+    engine = PlacementEngine()  # 20 < compile_from: no columns
+    impossible, cpu = TaskRequirements(cpu=10_000), TaskRequirements(cpu=1, tools=["nope"])
+    first = engine.decide(impossible, targets, known, OPTIONS)
+    counted = explain.misses(first.all_scores)
+    again = engine.decide(impossible, targets, known, OPTIONS)
+    assert explain.misses(again.all_scores) is counted  # kept, not counted again
+    other = engine.decide(cpu, targets, known, OPTIONS)
+    assert explain.cause_counts(other.all_scores) == explain.cause_counts(
+        engine.decide(cpu, targets, known, OPTIONS, reference=True).all_scores
+    )
+    assert dict(counted.causes) == {"not enough CPU": 20}
+    # equal but not the same requirements: counted anew, the same answer
+    twin = engine.decide(TaskRequirements(cpu=10_000), targets, known, OPTIONS)
+    assert explain.misses(twin.all_scores) is not counted
+    assert explain.misses(twin.all_scores) == counted

@@ -37,6 +37,7 @@ from acode_placement.models import (
     Capabilities,
     Ec2Target,
     Known,
+    Misses,
     PlacementOptions,
     PlacementResult,
     PlacementSettings,
@@ -88,6 +89,9 @@ class PlacementEngine:
         # Per list of targets (by identity): fleets expanded and priced, declared facts.
         self._resolved: IdentityMemo[AnyTarget, list[AnyTarget]] = IdentityMemo()
         self._declared: IdentityMemo[AnyTarget, list[Known]] = IdentityMemo()
+        # Below `compile_from`, a placement's causes come from every ruled-out target's
+        # checks: kept for the last inputs seen (see `Scores.counted_once_per`).
+        self._small_misses: IdentityMemo[object, Misses] = IdentityMemo()
         self.reservations = reservations
         self.reservation_grace = reservation_grace
         if reservations is not None:
@@ -326,6 +330,10 @@ class PlacementEngine:
             fast=not reference,
             columns=columns,
         )
+        if columns is None and usage is None and isinstance(scores, Scores):
+            # no columns to count causes on: count them from the checks once per inputs
+            inputs = (requirements, options, *targets, *known)
+            scores.counted_once_per(self._small_misses, inputs)
         eligible = scores.eligible if isinstance(scores, Scores) else scores
         ranked = rank(eligible, options.tie_breaker)
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, overload
 
+from acode_placement.memo import IdentityMemo
 from acode_placement.models.base import (
     Mode,
     Reason,
@@ -215,6 +216,7 @@ class Scores(Sequence[TargetScore]):
         "_causes",
         "_count",
         "_count_causes",
+        "_kept",
         "_made",
         "_make",
         "_misses",
@@ -234,6 +236,7 @@ class Scores(Sequence[TargetScore]):
         self._made = dict(eligible)
         self._make = make
         self._count = misses  # counts them without building checks, when it can
+        self._kept: tuple[IdentityMemo[object, Misses], tuple[object, ...]] | None = None
         self._count_causes = causes  # the causes alone, cheaper still
         self._misses: Misses | None = None
         self._causes: Counter[str] | None = None
@@ -244,7 +247,22 @@ class Scores(Sequence[TargetScore]):
         fleet's columns when the decision could, else by `from_checks`."""
         if self._misses is None:
             self._misses = (self._count or from_checks)()
+            if self._kept is not None:
+                self._kept[0].keep(self._kept[1], self._misses)
         return self._misses
+
+    def counted_once_per(
+        self, memo: IdentityMemo[object, Misses], inputs: tuple[object, ...]
+    ) -> None:
+        """Take the misses `memo` keeps for these very inputs (the same requirements,
+        options, targets and facts objects: all immutable, so the same answer), or
+        keep them there once counted. A caller placing the same task on the same
+        small fleet again and again counts its causes once, not every time."""
+        found = memo.find(inputs)
+        if found is not None:
+            self._misses = found
+        else:
+            self._kept = (memo, inputs)
 
     def causes(self, from_checks: Callable[[], Misses]) -> Counter[str]:
         """`misses(...).causes`, without ranking the nearest miss when the columns
