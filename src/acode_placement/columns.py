@@ -245,7 +245,7 @@ class FleetColumns:
             if kind in WHERE_KINDS:
                 where += mask
         # the fewest misses, the easiest to fix; a target never probed comes last
-        lost = entries[0][3] if entries and entries[0][0] is CheckKind.DISCOVERY else count < 0
+        lost = np.array(unknown, dtype=np.bool_)
         ranked = np.lexsort((np.arange(self.size), severity, count, lost))
         only_where = bool(((count > 0) & (count == where)).any())
         return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)

@@ -11,14 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from acode_placement import explain
-from acode_placement.engine import PlacementEngine
-from acode_placement.errors import InputError
-from acode_placement.strategies import StrategyRegistry
-
-if TYPE_CHECKING:
-    from acode_placement.history.records import Record
-    from acode_placement.history.store import HistoryStore
-
 from acode_placement.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -30,6 +22,14 @@ from acode_placement.commands.common import (
     _Table,
     app,
 )
+from acode_placement.engine import PlacementEngine
+from acode_placement.errors import InputError
+from acode_placement.strategies import StrategyRegistry
+
+if TYPE_CHECKING:
+    from acode_placement.history.records import Record
+    from acode_placement.history.store import HistoryStore
+
 
 history_app = typer.Typer(
     help="The placement history: every decision, success or failure, as it was made.",

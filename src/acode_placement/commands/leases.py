@@ -9,10 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from acode_placement import explain
-
-if TYPE_CHECKING:
-    from acode_placement.history.reservations import ReservationStore
-
 from acode_placement.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -24,6 +20,9 @@ from acode_placement.commands.common import (
     _Table,
     app,
 )
+
+if TYPE_CHECKING:
+    from acode_placement.history.reservations import ReservationStore
 
 
 def _leases(config: Path | None) -> ReservationStore:

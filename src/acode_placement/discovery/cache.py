@@ -173,7 +173,6 @@ class CapabilityCache:
         self.path = path
         self._entries: dict[str, Entry] | None = None
         self._failures: dict[str, Failure] = {}
-        self._failures_read: dict[str, Failure] = {}
         self._dirty: set[str] = set()
 
     def get(self, target_id: str) -> Entry | None:
@@ -210,8 +209,7 @@ class CapabilityCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._locked():
-                merged = self._read()
-                failures = self._failures_read
+                merged, failures = self._read()
                 for target_id in changed:
                     theirs = merged.get(target_id)
                     ours = mine.get(target_id)
@@ -229,16 +227,17 @@ class CapabilityCache:
 
     def _loaded(self) -> dict[str, Entry]:
         if self._entries is None:
-            self._entries = self._read() if self.path is not None else {}
-            self._failures = {**self._failures_read, **self._failures}
+            read, failures = self._read() if self.path is not None else ({}, {})
+            self._entries = read
+            self._failures = {**failures, **self._failures}
         return self._entries
 
-    def _read(self) -> dict[str, Entry]:
-        """The file's entries. A file that cannot be trusted (not JSON, another format, a
-        bad entry, not a regular file) is moved aside as `<name>.unreadable-<UTC time>`
-        and the cache starts empty; entries dated in the future are dropped."""
+    def _read(self) -> tuple[dict[str, Entry], dict[str, Failure]]:
+        """The file's entries and failures. A file that cannot be trusted (not JSON,
+        another format, a bad entry, not a regular file) is moved aside as
+        `<name>.unreadable-<UTC time>` and the cache starts empty; entries and failures
+        dated in the future are dropped."""
         assert self.path is not None
-        self._failures_read = {}
         try:
             document = json.loads(read_regular(self.path, MAX_BYTES).decode("utf-8"))
             if document.get("format") != FORMAT:
@@ -248,12 +247,10 @@ class CapabilityCache:
                 str(k): Failure.from_json(v) for k, v in document.get("failures", {}).items()
             }
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
             self._set_aside(str(exc))
-            return {}
-        latest_failure = datetime.now(UTC) + CLOCK_SKEW
-        self._failures_read = {k: f for k, f in failures.items() if f.at <= latest_failure}
+            return {}, {}
         latest = datetime.now(UTC) + CLOCK_SKEW
         future = [k for k, e in entries.items() if e.discovered_at > latest]
         for target_id in future:
@@ -263,7 +260,7 @@ class CapabilityCache:
                 discovered_at=entries[target_id].discovered_at.isoformat(),
             )
             del entries[target_id]
-        return entries
+        return entries, {k: f for k, f in failures.items() if f.at <= latest}
 
     def _set_aside(self, error: str) -> None:
         assert self.path is not None

@@ -63,22 +63,20 @@ class DriverInsert:
 
     def __init__(self, table: sa.Table, dialect: sa.Dialect, ignore: bool) -> None:
         statement: sa.Insert = table.insert()
-        if ignore and dialect.name in ("sqlite", "postgresql"):
+        upserts = dialect.name in ("sqlite", "postgresql")  # INSERT ... ON CONFLICT
+        if ignore and upserts:
             module = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}")
             statement = module.insert(table).on_conflict_do_nothing()
-        self.ignore = ignore and dialect.name not in ("sqlite", "postgresql")
+        self.ignore = ignore and not upserts
         self.table = table
-        keys = [c.name for c in table.columns if c.name != "id"]  # id: the database's
-        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        columns = [c for c in table.columns if c.name != "id"]  # id: the database's
+        compiled = statement.compile(dialect=dialect, column_keys=[c.name for c in columns])
         self.sql = str(compiled)
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
-        self.keys = keys
         self.processors = [
-            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
-            for c in table.columns
-            if c.name in keys
+            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
         ]
 
     @classmethod
