@@ -360,6 +360,21 @@ class TestDegradation:
         assert "box" not in json.loads(path.read_text())["failures"]
         assert run(fail=down).status == "cached" and probes[-1].calls == []
 
+    def test_a_failure_dated_in_the_future_holds_nothing_back(self, tmp_path: Path) -> None:
+        """A failure from a clock ahead of ours is not trusted: the target is probed."""
+        path = tmp_path / "capabilities.json"
+        failure = {
+            "fingerprint": fingerprint(BOX),
+            "status": "unreachable",
+            "cause": "down",
+            "at": "2099-01-01T00:00:00+00:00",
+            "inARow": 5,
+        }
+        path.write_text(json.dumps({"format": 1, "targets": {}, "failures": {"box": failure}}))
+        prober = FakeProber()
+        (known,) = lookup(discovery(prober, Clock(), path), [BOX])
+        assert known.status == "fresh" and len(prober.calls) == 1
+
     def test_an_unexpected_exception_in_a_prober_degrades_too(self) -> None:
         class Broken(FakeProber):
             async def probe(self, *a: object, **k: object) -> ProbeReport:

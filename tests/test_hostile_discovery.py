@@ -291,8 +291,29 @@ class TestTheCache:
             ' "toolsChecked": [], "discoveredAt": "2026-01-01T00:00:00"}}}',
             "[]",
             "\x00\xff",
+            '{"format": 1, "targets": {}, "failures": []}',
+            '{"format": 1, "targets": {}, "failures": {"local": {"fingerprint": "x",'
+            ' "status": "unreachable", "cause": "down", "at": "2026-01-01T00:00:00",'
+            ' "inARow": 1}}}',
+            '{"format": 1, "targets": {}, "failures": {"local": {"fingerprint": "x",'
+            ' "status": "unreachable", "cause": "down", "at": "2026-01-01T00:00:00+00:00",'
+            ' "inARow": 0}}}',
+            '{"format": 1, "targets": {}, "failures": {"local": {"fingerprint": "x",'
+            ' "status": "hacked", "cause": "down", "at": "2026-01-01T00:00:00+00:00",'
+            ' "inARow": 1}}}',
         ],
-        ids=["cut-short", "other-format", "bad-value", "naive-date", "not-an-object", "binary"],
+        ids=[
+            "cut-short",
+            "other-format",
+            "bad-value",
+            "naive-date",
+            "not-an-object",
+            "binary",
+            "failures-not-an-object",
+            "failure-naive-date",
+            "failure-none-in-a-row",
+            "failure-unknown-status",
+        ],
     )
     def test_a_corrupt_cache_is_set_aside_with_a_stamp(self, tmp_path: Path, text: str) -> None:
         path = tmp_path / "capabilities.json"
