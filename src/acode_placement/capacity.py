@@ -22,7 +22,11 @@ from acode_placement.models import (
     Usage,
 )
 
-AMOUNTS = {CheckKind.CPU: "cpu", CheckKind.MEMORY: "memory_gb", CheckKind.GPU_COUNT: "gpus"}
+AMOUNTS: dict[str, str] = {
+    CheckKind.CPU: "cpu",
+    CheckKind.MEMORY: "memory_gb",
+    CheckKind.GPU_COUNT: "gpus",
+}
 # (explain.is_capacity recognises the checks annotated here.)
 
 

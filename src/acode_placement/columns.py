@@ -1,18 +1,18 @@
 """A fleet compiled into columns, so one decision rules out thousands of targets in a
 few vector operations instead of a Python loop over every target.
 
-`FleetColumns.failing` states, as one mask per check, the checks `matching.evaluate`
-makes of the numeric and categorical requirements (cpu, memory, disk, GPU
-vendor/VRAM/count, tools, os, arch, network, runtime, cost, mode, cloud and local
-options). The survivors are the targets that fail none of them; the same masks
-count the causes of mismatch for an explanation (`misses`) without building a
-single check. GPU models, custom keys and affinity are not in columns: when a
-task names any of them (`exact` is False) the engine runs `quick_eligible` on
-each survivor, and causes are counted from the checks. The property tests hold
-all of it to the reference path on random fleets.
+`FleetColumns.failing` gives, as one mask per check, every check the task's rules
+make (`rules.plan_for(...).failing`): each rule compares its column of offered
+values the way it compares one target's value, so nothing here restates a rule.
+The survivors are the targets that fail none of them; the same masks count the
+causes of mismatch for an explanation (`misses`) without building a single check.
+A plug-in's rule without a column makes `exact` false: the survivors are then
+checked one by one. The property tests hold all of it to the reference path on
+random fleets.
 
-Columns are built once per fleet and reused while the same target and capability
-objects come back (both are immutable).
+Columns are built on first use, once per fleet, and reused while the same target and
+capability objects come back (both are immutable). NumPy lives here, never in the
+rules: a small fleet decides without importing it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import itertools
 import math
 import threading
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
@@ -29,21 +29,16 @@ import numpy as np
 
 from acode_placement import explain
 from acode_placement.models import (
-    OS,
-    WHERE_KINDS,
-    Arch,
     Capabilities,
     Check,
     CheckKind,
-    GpuTypeWanted,
-    GpuVendor,
     Known,
     Misses,
-    Mode,
     PlacementOptions,
-    TargetKind,
     TaskRequirements,
 )
+from acode_placement.rules import Rule, kind_of, plan_for
+from acode_placement.rules.base import exact
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -51,51 +46,58 @@ if TYPE_CHECKING:
     from acode_placement.models import AnyTarget
 
     Floats = NDArray[np.float64]
-    Codes = NDArray[np.int8]
     Mask = NDArray[np.bool_]
     # A check as `explain` needs it (kind, wanted, key), and the targets failing it.
-    Failing = tuple[CheckKind, object, str | None, Mask]
+    Failing = tuple[str, object, str | None, Mask]
 
-_INF = float("inf")
-_OS = {member: code for code, member in enumerate(OS)}
-_ARCH = {member: code for code, member in enumerate(Arch)}
-_VENDOR = {member.value: code for code, member in enumerate(GpuVendor)}
-_KIND = {member: code for code, member in enumerate(TargetKind)}
-_LOCAL, _EC2 = _KIND[TargetKind.LOCAL], _KIND[TargetKind.EC2]
 _CAPABILITIES = attrgetter("capabilities")
 _COUNTED = 256  # cause counts kept per compiled fleet (distinct task shapes)
+_KEPT = 512  # answers kept per compiled fleet (distinct asks of category and row rules)
 
 
-def _floats(values: Sequence[float | None], unknown: float) -> Floats:
-    """A float column, with `unknown` where the value is None."""
-    return np.array([unknown if v is None else v for v in values], dtype=np.float64)
+class Category:
+    """A column of values that repeat: each row's code and the distinct values. A
+    comparison runs once per distinct value and its answers spread over the rows;
+    the answers are kept per wanted value (the column never changes)."""
 
+    __slots__ = ("_answers", "_lock", "codes", "distinct", "known")
 
-def _codes(values: Sequence[Any], codes: dict[Any, int]) -> Codes:
-    return np.array([codes.get(v, -1) for v in values], dtype=np.int8)
+    def __init__(self, values: list[Any]) -> None:
+        seen: dict[Any, int] = {}
+        codes = [-1 if v is None else seen.setdefault(v, len(seen)) for v in values]
+        self.codes = np.array(codes, dtype=np.int64)
+        self.distinct = list(seen)
+        self.known = self.codes >= 0
+        self._answers: dict[Hashable, Mask] = {}
+        self._lock = threading.Lock()
+
+    def fails(self, test: Callable[[Any, Any], bool], wanted: Any, unknown_passes: bool) -> Mask:
+        """The rows failing `test(offered, wanted)`; a value not known fails, or passes
+        with `unknown_passes`."""
+        answer = (exact(wanted), unknown_passes)
+        failed = self._answers.get(answer)
+        if failed is None:
+            table = [bool(test(value, wanted)) for value in self.distinct]
+            ok = np.array([*table, False], dtype=np.bool_)[self.codes]  # -1: the False
+            failed = self.known & ~ok if unknown_passes else ~ok
+            with self._lock:
+                if len(self._answers) >= _KEPT:
+                    self._answers.clear()
+                self._answers[answer] = failed
+        return failed
 
 
 class FleetColumns:
     """The targets' capabilities as NumPy columns, one row per target."""
 
     __slots__ = (
+        "_answers",
+        "_columns",
         "_counted",
         "_lock",
-        "_tools",
-        "arch",
         "caps",
-        "cpu",
-        "disk",
-        "gpu_count",
-        "gpu_vendor",
-        "gpu_vram",
-        "kind",
         "known",
-        "memory",
-        "network",
-        "os",
         "rate",
-        "runtime",
         "size",
         "targets",
     )
@@ -104,29 +106,19 @@ class FleetColumns:
         self.targets = tuple(targets)
         self.caps = tuple(caps)
         self.size = len(self.targets)
-        gpus = [c.gpu for c in self.caps]
-        # An amount not known is -inf: below anything asked, as None fails there.
-        self.cpu = _floats([c.cpu for c in self.caps], -_INF)
-        self.memory = _floats([c.memory_gb for c in self.caps], -_INF)
-        self.disk = _floats([c.disk_gb for c in self.caps], -_INF)
-        self.gpu_count = _floats([0.0 if g is None else g.count for g in gpus], -_INF)
-        self.gpu_vram = _floats([None if g is None else g.vram_gb for g in gpus], -_INF)
-        self.gpu_vendor = _codes([None if g is None else g.type.value for g in gpus], _VENDOR)
-        self.os = _codes([c.os for c in self.caps], _OS)
-        self.arch = _codes([c.arch for c in self.caps], _ARCH)
-        self.network = np.array([c.network is True for c in self.caps], dtype=np.bool_)
-        self.runtime = _floats([c.max_runtime_minutes for c in self.caps], _INF)  # no limit
-        self.kind = _codes([t.kind for t in self.targets], _KIND)
         # What one hour costs: unknown is NaN on a cloud target (fails any maxCost) and
         # 0 on an owned machine, as `matching.estimated_cost` has it.
-        self.rate = _floats(
+        self.rate = np.array(
             [
-                t.hourly_rate if t.hourly_rate is not None else (None if t.is_cloud else 0.0)
+                math.nan
+                if t.hourly_rate is None and t.is_cloud
+                else (t.hourly_rate if t.hourly_rate is not None else 0.0)
                 for t in self.targets
             ],
-            math.nan,
+            dtype=np.float64,
         )
-        self._tools: dict[str, Mask] = {}
+        self._columns: dict[Hashable, Any] = {}
+        self._answers: dict[Hashable, Mask] = {}
         self._counted: dict[Hashable, Counter[str]] = {}
         self._lock = threading.Lock()
         self.known: tuple[Known, ...] = ()  # the last Known objects seen for these caps
@@ -143,85 +135,88 @@ class FleetColumns:
         return True
 
     @staticmethod
-    def exact(req: TaskRequirements) -> bool:
+    def exact(req: TaskRequirements, options: PlacementOptions | None = None) -> bool:
         """Whether `survivors` alone decides eligibility (no rule left to check)."""
-        gpu = req.gpu
-        return not (
-            req.custom
-            or req.affinity
-            or req.anti_affinity
-            or (gpu is not None and req.needs_gpu and gpu.model)
-        )
+        return plan_for(req, options or _DEFAULTS).exact
 
     def costs(self, indices: Sequence[int], minutes: float) -> list[float | None]:
         """`matching.estimated_cost` of these targets (the same float operations)."""
         costs: list[float] = (self.rate[indices] * minutes / 60.0).tolist()
         return [None if math.isnan(cost) else cost for cost in costs]
 
-    def has_tool(self, tool: str) -> Mask:
-        """Which targets offer `tool` (built on first use, then kept)."""
-        column = self._tools.get(tool)
-        if column is None:
-            column = np.array([tool in c.tools for c in self.caps], dtype=np.bool_)
-            with self._lock:
-                self._tools[tool] = column
+    def cost_column(self, minutes: float) -> Floats:
+        """What one run of `minutes` costs on each target (NaN: not known)."""
+        column: Floats = self.rate * minutes / 60.0
         return column
+
+    def number(
+        self,
+        rule: Rule,
+        read: Callable[[AnyTarget, Capabilities], Any],
+        key: Hashable = None,
+    ) -> Floats:
+        """The floats `read` finds on each target (NaN where not known), built on first
+        use and kept per rule (and key, for a rule with several columns)."""
+        name = rule if key is None else (rule, key)
+        column: Floats | None = self._columns.get(name)
+        if column is None:
+            found = [read(t, c) for t, c in zip(self.targets, self.caps, strict=True)]
+            column = np.array([math.nan if v is None else v for v in found], dtype=np.float64)
+            with self._lock:
+                self._columns[name] = column
+        return column
+
+    def category(
+        self,
+        rule: Rule,
+        read: Callable[[AnyTarget, Capabilities], Any],
+        key: Hashable = None,
+    ) -> Category:
+        """The values `read` finds on each target, as a `Category`, built on first use
+        and kept per rule (and key)."""
+        name = rule if key is None else (rule, key)
+        column: Category | None = self._columns.get(name)
+        if column is None:
+            column = Category([read(t, c) for t, c in zip(self.targets, self.caps, strict=True)])
+            with self._lock:
+                self._columns[name] = column
+        return column
+
+    def rows(
+        self, rule: Rule, ask: Hashable, test: Callable[[AnyTarget, Capabilities], bool]
+    ) -> Mask:
+        """Which targets `test` holds for, one row at a time, kept per rule and ask."""
+        answer = (rule, exact(ask)) if ask is not None else rule
+        ok = self._answers.get(answer)
+        if ok is None:
+            ok = self.keep(
+                answer,
+                np.fromiter(
+                    (test(t, c) for t, c in zip(self.targets, self.caps, strict=True)),
+                    dtype=np.bool_,
+                    count=self.size,
+                ),
+            )
+        return ok
+
+    def kept(self, answer: Hashable) -> Mask | None:
+        """A mask kept for this answer's key (a rule and what it was asked), if any."""
+        return self._answers.get(answer)
+
+    def keep(self, answer: Hashable, mask: Mask) -> Mask:
+        """Keep a mask under this key (the last `_KEPT` asks; the fleet never changes)."""
+        with self._lock:
+            if len(self._answers) >= _KEPT:
+                self._answers.clear()
+            self._answers[answer] = mask
+        return mask
 
     def failing(
         self, req: TaskRequirements, options: PlacementOptions, minutes: float
     ) -> list[Failing]:
-        """Each check `matching.evaluate` makes that columns decide, in its order, with
-        the targets that fail it; a value not known fails as None fails there. GPU
-        models, custom keys and affinity are not here (see `exact`)."""
-        out = self._hardware(req)
-        fails = _Collector(out)
-        for tool in req.tools:
-            fails(CheckKind.TOOL, ~self.has_tool(tool), tool, tool)
-        if req.os is not None:
-            fails(CheckKind.OS, self.os != _OS[req.os], req.os)
-        if req.arch is not None:
-            fails(CheckKind.ARCH, self.arch != _ARCH[req.arch], req.arch)
-        if req.network:
-            fails(CheckKind.NETWORK, ~self.network, True)
-        runtime = req.max_runtime_minutes
-        if runtime is not None:
-            fails(CheckKind.RUNTIME, self.runtime < runtime, runtime)
-        if req.max_cost is not None:
-            fails(CheckKind.COST, ~(self.rate * minutes / 60.0 <= req.max_cost), req.max_cost)
-        mode = options.mode
-        if mode is not Mode.BURST:
-            fails(CheckKind.MODE, self.kind != _LOCAL, mode, mode.value)
-            if mode is Mode.AIRGAPPED and req.network:
-                fails(CheckKind.MODE, np.ones(self.size, dtype=np.bool_), mode, "network")
-        if not req.allow_cloud:
-            fails(CheckKind.ALLOW_CLOUD, self.kind == _EC2, False)
-        if not options.include_local:
-            fails(CheckKind.OPTION, self.kind == _LOCAL, False, "includeLocal")
-        if not options.include_cloud:
-            fails(CheckKind.OPTION, self.kind == _EC2, False, "includeCloud")
-        return out
-
-    def _hardware(self, req: TaskRequirements) -> list[Failing]:
-        out: list[Failing] = []
-        fails = _Collector(out)
-        for kind, wanted, column in (
-            (CheckKind.CPU, req.cpu, self.cpu),
-            (CheckKind.MEMORY, req.memory_gb, self.memory),
-            (CheckKind.DISK, req.disk_gb, self.disk),
-        ):
-            if wanted is not None:
-                fails(kind, column < wanted, wanted)
-        gpu = req.gpu
-        if gpu is not None and req.needs_gpu:
-            some = self.gpu_count > 0
-            fails(CheckKind.GPU, ~some, gpu.count)
-            if gpu.type is not GpuTypeWanted.ANY:
-                other = self.gpu_vendor != _VENDOR[gpu.type.value]
-                fails(CheckKind.GPU_TYPE, some & other, gpu.type)
-            if gpu.min_vram is not None:
-                fails(CheckKind.GPU_VRAM, some & (self.gpu_vram < gpu.min_vram), gpu.min_vram)
-            fails(CheckKind.GPU_COUNT, some & (self.gpu_count < gpu.count), gpu.count)
-        return out
+        """Each check the task's rules make, in their order, with the targets that
+        fail it; a value not known fails as None fails there."""
+        return plan_for(req, options).failing(self, minutes)
 
     def survivors(self, failing: Sequence[Failing]) -> list[int]:
         """Indices of the targets that fail none of these checks."""
@@ -242,7 +237,7 @@ class FleetColumns:
         for kind, wanted, key, mask in entries:
             count += mask
             severity += explain.severity(Check(kind, False, wanted, None, key)) * mask
-            if kind in WHERE_KINDS:
+            if kind_of(kind).where:
                 where += mask
         # the fewest misses, the easiest to fix; a target never probed comes last
         lost = np.array(unknown, dtype=np.bool_)
@@ -308,18 +303,7 @@ class FleetColumns:
         return Counter({name: total for _, name, total in met})
 
 
-class _Collector:
-    """Appends a check's kind, wanted and key, and the targets failing it."""
-
-    __slots__ = ("out",)
-
-    def __init__(self, out: list[Failing]) -> None:
-        self.out = out
-
-    def __call__(
-        self, kind: CheckKind, mask: Mask, wanted: object = None, key: str | None = None
-    ) -> None:
-        self.out.append((kind, wanted, key, mask))
+_DEFAULTS = PlacementOptions()
 
 
 class ColumnCache:

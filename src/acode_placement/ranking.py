@@ -21,7 +21,6 @@ from acode_placement.matching import (
     Verdict,
     estimated_cost,
     evaluate,
-    quick_eligible,
     quick_preference_share,
     runtime_minutes,
 )
@@ -42,6 +41,7 @@ from acode_placement.models import (
     TieBreaker,
     Usage,
 )
+from acode_placement.rules import Plan, plan_for
 from acode_placement.strategies import BuiltinStrategy, Strategy
 
 if TYPE_CHECKING:
@@ -97,7 +97,8 @@ def _quick_scores(
     targets, known = tuple(targets), tuple(known)
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     minutes = runtime_minutes(requirements, options)
-    deferred = _Deferred(requirements, options)
+    plan = plan_for(requirements, options)
+    deferred = _Deferred(requirements, options, plan)
     misses: Callable[[], Misses] | None = None
     causes: Callable[[], Counter[str]] | None = None
     if columns is None:
@@ -105,10 +106,10 @@ def _quick_scores(
         costs: Sequence[float | None] | None = None
         exact = False
     else:
-        failing = columns.failing(requirements, options, minutes)
+        failing = plan.failing(columns, minutes)
         candidates = columns.survivors(failing)
         costs = columns.costs(candidates, minutes)
-        exact = columns.exact(requirements)
+        exact = plan.exact
         if exact:
             fleet = columns
 
@@ -118,7 +119,7 @@ def _quick_scores(
             def causes() -> Counter[str]:
                 return fleet.causes(failing, [not facts.known for facts in known], minutes)
 
-    prefs = requirements.preferences
+    wishes = bool(plan.wishes)
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
         facts = known[index]
@@ -127,9 +128,9 @@ def _quick_scores(
         target = targets[index]
         caps = facts.capabilities
         cost = estimated_cost(target, minutes) if costs is None else costs[position]
-        if not exact and not quick_eligible(target, caps, requirements, options, cost):
+        if not exact and not plan.passes(target, caps, cost):
             continue
-        share = 0.0 if prefs is None else quick_preference_share(prefs, target, caps)
+        share = quick_preference_share(plan, target, caps, cost) if wishes else 0.0
         if builtin is not None:
             score = builtin.rate(target, requirements, caps, QuickFacts(cost, minutes, share))
         else:
@@ -218,12 +219,15 @@ class _Deferred(LazyChecks):
     One per decision, shared by its scores (one object per target would cost as
     much as ruling the target out)."""
 
-    __slots__ = ("_built", "_options", "_requirements")
+    __slots__ = ("_built", "_options", "_plan", "_requirements")
 
-    def __init__(self, requirements: TaskRequirements, options: PlacementOptions) -> None:
+    def __init__(
+        self, requirements: TaskRequirements, options: PlacementOptions, plan: Plan
+    ) -> None:
         super().__init__(value=((), (), ()))
         self._requirements = requirements
         self._options = options
+        self._plan = plan
         self._built: dict[int, CheckSets] = {}
 
     def get(self, score: TargetScore | None = None) -> CheckSets:
@@ -231,7 +235,9 @@ class _Deferred(LazyChecks):
             raise TypeError("the checks of a decision are read through its TargetScore")
         built = self._built.get(score.index)
         if built is None:
-            verdict = evaluate(score.target, score.capabilities, self._requirements, self._options)
+            verdict = evaluate(
+                score.target, score.capabilities, self._requirements, self._options, self._plan
+            )
             built = self._built[score.index] = _sets(verdict)
         return built
 

@@ -13,6 +13,7 @@ from acode_placement.explain.documents import (
     result_json,
     target_json,
 )
+from acode_placement.explain.format import gpu_text, gpu_wish, money, num
 from acode_placement.explain.words import (
     cause,
     cause_counts,
@@ -20,14 +21,10 @@ from acode_placement.explain.words import (
     check_text,
     discovery_text,
     failure_message,
-    gpu_text,
-    gpu_wish,
     hardware_text,
     is_capacity,
     misses,
-    money,
     nearest_miss,
-    num,
     price_source,
     price_text,
     severity,

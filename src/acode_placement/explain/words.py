@@ -8,164 +8,27 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
+from acode_placement.explain.format import gpu_text, money, num
 from acode_placement.models import (
-    WHERE_KINDS,
     Check,
     CheckKind,
     DiscoveryStatus,
     Ec2Target,
-    GpuInfo,
-    GpuRequirement,
     Misses,
     PlacementResult,
     Reason,
     Scores,
     TargetScore,
 )
+from acode_placement.rules.kinds import kind_of
 
-_AMOUNT_NAMES = {
-    CheckKind.CPU: "cpu",
-    CheckKind.MEMORY: "memoryGb",
-    CheckKind.DISK: "diskGb",
-    CheckKind.GPU_VRAM: "gpu vram",
-    CheckKind.GPU_COUNT: "gpu count",
-}
-
-_CAUSES = {
-    CheckKind.CPU: "not enough CPU",
-    CheckKind.MEMORY: "not enough memory",
-    CheckKind.DISK: "not enough disk",
-    CheckKind.GPU: "no GPU",
-    CheckKind.GPU_TYPE: "wrong GPU type",
-    CheckKind.GPU_MODEL: "wrong GPU model",
-    CheckKind.GPU_VRAM: "too little GPU memory",
-    CheckKind.GPU_COUNT: "too few GPUs",
-    CheckKind.TOOL: "missing tools",
-    CheckKind.OS: "wrong os",
-    CheckKind.ARCH: "wrong arch",
-    CheckKind.NETWORK: "no network",
-    CheckKind.RUNTIME: "runtime over the target's limit",
-    CheckKind.COST: "over maxCost",
-    CheckKind.CUSTOM: "custom requirement unmet",
-    CheckKind.AFFINITY: "not in affinity",
-    CheckKind.ANTI_AFFINITY: "excluded by antiAffinity",
-    CheckKind.ALLOW_CLOUD: "cloud not allowed",
-    CheckKind.DISCOVERY: "capabilities unknown (discovery failed)",
-    CheckKind.CONCURRENCY: "at maxConcurrentTasks",
-}
 _CAPACITY_AMOUNTS = (CheckKind.CPU, CheckKind.MEMORY, CheckKind.GPU_COUNT)
 
 
-# How hard a miss is to fix, for naming the nearest miss: a different machine is
-# needed (2), more of something (1), or only a setting or a policy differs (0).
-_SEVERITY = {
-    **dict.fromkeys((CheckKind.GPU, CheckKind.GPU_TYPE, CheckKind.GPU_MODEL), 2),
-    **dict.fromkeys((CheckKind.OS, CheckKind.ARCH, CheckKind.DISCOVERY), 2),
-    **dict.fromkeys((CheckKind.CPU, CheckKind.MEMORY, CheckKind.DISK, CheckKind.TOOL), 1),
-    **dict.fromkeys((CheckKind.GPU_VRAM, CheckKind.GPU_COUNT, CheckKind.NETWORK), 1),
-}
-
-
-def num(value: object) -> str:
-    """A number as people write it: 16, 0.5, 1.25 (no trailing zeros)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.3f}".rstrip("0").rstrip(".")
-
-
-def _scalar(value: object) -> str:
-    """A label or custom value as YAML writes it (true, not True)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return num(value)
-
-
-def money(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:.2f}"
-
-
-def _listing(values: object) -> str:
-    if isinstance(values, tuple | list):
-        return ", ".join(str(v) for v in values)
-    return str(values)
-
-
 def check_text(check: Check) -> str:
-    """One check as a short phrase with its numbers, e.g. `memoryGb 8 < 16`."""
-    kind, ok, wanted, offered = check.kind, check.ok, check.wanted, check.offered
-    if kind in _AMOUNT_NAMES:
-        name = _AMOUNT_NAMES[kind]
-        if offered is None:
-            return f"{name} unknown (needs >= {num(wanted)})"
-        if check.key:  # free capacity: "cpu 2 free of 8 (6 reserved by 2 tasks) < 4"
-            return f"{name} {num(offered)} free {check.key} {'>=' if ok else '<'} {num(wanted)}"
-        text = f"{name} {num(offered)} {'>=' if ok else '<'} {num(wanted)}"
-        if kind is CheckKind.GPU_COUNT and not ok and 0 < offered < 1:
-            text += " (a fraction of one GPU)"
-        return text
-    if kind is CheckKind.GPU:
-        if isinstance(wanted, GpuRequirement):  # a preference: the whole block
-            return f"gpu {'matches' if ok else 'does not match'} {gpu_wish(wanted)}"
-        return f"gpu {gpu_text(offered)}" if ok else "no GPU"
-    if kind in (CheckKind.GPU_TYPE, CheckKind.OS, CheckKind.ARCH):
-        name = {CheckKind.GPU_TYPE: "gpu type", CheckKind.OS: "os", CheckKind.ARCH: "arch"}[kind]
-        if ok:
-            return f"{name} {offered}"
-        return (
-            f"{name} unknown (needs {wanted})"
-            if offered is None
-            else f"{name} {offered}, not {wanted}"
-        )
-    return _other_text(check)
-
-
-def _other_text(check: Check) -> str:  # noqa: PLR0912 (one flat case per CheckKind)
-    kind, ok, wanted, offered, key = check.kind, check.ok, check.wanted, check.offered, check.key
-    if kind is CheckKind.GPU_MODEL:
-        if ok:
-            return f"gpu model {offered}"
-        shown = "unknown" if offered is None else offered
-        return f"gpu model {shown}, not {_listing(wanted)}"
-    if kind is CheckKind.TOOL:
-        return f"tool {key} {'found' if ok else 'missing'}"
-    if kind is CheckKind.NETWORK:
-        if ok:
-            return "outbound network"
-        return "network unknown" if offered is None else "no outbound network"
-    if kind is CheckKind.RUNTIME:
-        return f"maxRuntimeMinutes {num(wanted)} {'<=' if ok else '>'} {num(offered)}"
-    if kind is CheckKind.COST:
-        if offered is None:
-            return f"estimated cost unknown (no hourlyRate) with maxCost {money(wanted)}"
-        return f"estimated cost {money(offered)} {'<=' if ok else '>'} maxCost {money(wanted)}"
-    if kind is CheckKind.CUSTOM:
-        if ok:
-            return f"{key}={_scalar(offered)}"
-        if offered is None:
-            return f"{key} not set (needs {_scalar(wanted)})"
-        return f"{key} {_scalar(offered)}, not {_scalar(wanted)}"
-    if kind is CheckKind.AFFINITY:
-        return f"{'in' if ok else 'not in'} affinity {_listing(wanted)}"
-    if kind is CheckKind.ANTI_AFFINITY:
-        return (
-            f"not in antiAffinity {_listing(wanted)}"
-            if ok
-            else f"excluded by antiAffinity {key or _listing(wanted)}"
-        )
-    if kind is CheckKind.MODE:
-        if key == "network":
-            return f"network needed but mode is {wanted}"
-        return f"excluded by mode {key}"
-    if kind is CheckKind.ALLOW_CLOUD:
-        return "cloud not allowed (allowCloud: false)"
-    if kind is CheckKind.DISCOVERY:
-        return f"capabilities unknown: {key}"
-    if kind is CheckKind.CONCURRENCY:
-        held = f"{num(offered)} reserved task{'' if offered == 1 else 's'}"
-        return f"{held} {'<' if ok else 'at'} maxConcurrentTasks {num(wanted)}"
-    return f"excluded by option {key}=false"
+    """One check as a short phrase with its numbers, e.g. `memoryGb 8 < 16`: the words
+    its kind declares (`rules.builtin`, or a plug-in's rule)."""
+    return kind_of(check.kind).words(check)
 
 
 def is_capacity(check: Check) -> bool:
@@ -173,7 +36,7 @@ def is_capacity(check: Check) -> bool:
     return _capacity(check.kind, check.key)
 
 
-def _capacity(kind: CheckKind, key: str | None) -> bool:
+def _capacity(kind: str, key: str | None) -> bool:
     return kind is CheckKind.CONCURRENCY or (kind in _CAPACITY_AMOUNTS and key is not None)
 
 
@@ -182,40 +45,17 @@ def cause(check: Check) -> str:
     return cause_name(check.kind, check.wanted, check.key)
 
 
-def cause_name(kind: CheckKind, wanted: object, key: str | None) -> str:
+def cause_name(kind: str, wanted: object, key: str | None) -> str:
     """`cause` of a failed check of this kind, wanted value and key (what the
     columns count from a mask, without making the check)."""
     if _capacity(kind, key):
         return "full (reserved)"
-    if kind is CheckKind.MODE:
-        if key == "network":
-            return f"network needed in mode {wanted}"
-        return f"excluded by mode {wanted}"
-    if kind is CheckKind.OPTION:
-        return f"excluded by option {key}=false"
-    return _CAUSES[kind]
-
-
-def gpu_text(gpu: object) -> str:
-    if not isinstance(gpu, GpuInfo) or gpu.count <= 0:
-        return "none"
-    count = num(gpu.count)
-    model = gpu.model or gpu.type.value
-    vram = f" {num(gpu.vram_gb)} GB" if gpu.vram_gb is not None else ""
-    return f"{count}x {model}{vram}"
-
-
-def gpu_wish(gpu: GpuRequirement) -> str:
-    parts = [f"{num(gpu.count)}x"]
-    parts.append(_listing(gpu.model) if gpu.model else gpu.type.value)
-    if gpu.min_vram is not None:
-        parts.append(f">= {num(gpu.min_vram)} GB")
-    return " ".join(parts)
+    return kind_of(kind).cause_of(wanted, key)
 
 
 def severity(check: Check) -> int:
     """How hard a miss is to fix: 2 a different machine, 1 more of something, 0 a setting."""
-    return _SEVERITY.get(check.kind, 0)
+    return kind_of(check.kind).severity
 
 
 def misses(scores: Sequence[TargetScore]) -> Misses:
@@ -234,7 +74,7 @@ def _from_checks(scores: Sequence[TargetScore]) -> Misses:
     )
     nearest = min(range(len(scores)), key=lambda i: _distance(scores[i]), default=-1)
     only_where = any(
-        ts.mismatches and all(c.kind in WHERE_KINDS for c in ts.mismatches) for ts in scores
+        ts.mismatches and all(kind_of(c.kind).where for c in ts.mismatches) for ts in scores
     )
     return Misses(causes, nearest, only_where)
 

@@ -44,7 +44,6 @@ from acode_placement.models.base import (
     ToolName,
 )
 from acode_placement.models.results import (
-    WHERE_KINDS,
     Attempt,
     Capacity,
     Check,
@@ -94,7 +93,6 @@ __all__ = [
     "MAX_SETTING_MINUTES",
     "OS",
     "TOOL_NAME_PATTERN",
-    "WHERE_KINDS",
     "AnyTarget",
     "Arch",
     "Attempt",

@@ -30,7 +30,7 @@ from acode_placement.models.targets import (
 
 
 class CheckKind(enum.StrEnum):
-    """What one check compared. Prose for each lives in `explain`."""
+    """What one check compared. Each is declared, with its words, in `rules.builtin`."""
 
     CPU = "cpu"
     MEMORY = "memoryGb"
@@ -112,7 +112,7 @@ class Check:
     `key` names the sub-item: a tool, a custom key, a mode or an option name.
     """
 
-    kind: CheckKind
+    kind: str  # a CheckKind, or a plug-in rule's own kind (`rules.register`)
     ok: bool
     wanted: Any = None
     offered: Any = None
@@ -145,9 +145,6 @@ class LazyChecks:
 
 
 # Exclusions that come from where the task may run, not from what it needs.
-WHERE_KINDS = frozenset({CheckKind.MODE, CheckKind.ALLOW_CLOUD, CheckKind.OPTION})
-
-
 def share_met(preferences: tuple[Check, ...]) -> float:
     """Share of soft preferences met, in [0, 1]; 0 when none were given."""
     return sum(c.ok for c in preferences) / len(preferences) if preferences else 0.0
@@ -316,7 +313,8 @@ class Misses:
     """What a decision's ruled-out targets lack: how many targets show each cause of
     mismatch (in the order `Counter.most_common` gives), the index of the nearest
     miss (fewest mismatches, then the easiest to fix, then the first), and whether
-    some target failed only on where the task may run (`WHERE_KINDS`)."""
+    some target failed only on where the task may run (a `Kind` whose `where`
+    is set: a mode, an option, a policy)."""
 
     causes: Counter[str]
     nearest: int

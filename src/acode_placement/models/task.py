@@ -1,7 +1,7 @@
 """What a task asks: hard requirements, soft preferences, a task file's task.
 
-Validation of what a user writes lives here; how a requirement is matched lives in
-`matching` and `columns`, and its words in `explain`.
+Validation of what a user writes lives here; how a requirement is matched, and its
+words, are declared once per kind in `rules.builtin`.
 """
 
 from __future__ import annotations
