@@ -58,7 +58,7 @@ class TestRecordedMachines:
         # nvidia-smi's own output on the H100 machine, inside a probe frame.
         raw = (H100 / "nvidia-smi-query.csv").read_text()
         gpus = parse_nvidia_smi(raw)
-        assert gpus == [Gpu(GpuVendor.NVIDIA, "NVIDIA H100 80GB HBM3", 80.0)]
+        assert gpus == [Gpu(GpuVendor.NVIDIA, "NVIDIA H100 80GB HBM3", 80.0, "580.159.04")]
 
     def test_h100_probe_output_recorded_on_the_device(self) -> None:
         report = parse_probe(probe_output("linux-x64-h100.txt"))
@@ -204,7 +204,7 @@ class TestGpuNumbers:
 
     def test_unknown_memory_is_none(self) -> None:
         assert parse_nvidia_smi("0, NVIDIA A100-SXM4-40GB, [N/A], 535.1") == [
-            Gpu(GpuVendor.NVIDIA, "NVIDIA A100-SXM4-40GB", None)
+            Gpu(GpuVendor.NVIDIA, "NVIDIA A100-SXM4-40GB", None, "535.1")
         ]
 
     def test_no_gpus_summarise_to_none(self) -> None:

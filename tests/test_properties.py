@@ -37,6 +37,9 @@ gpus = st.one_of(
         model=st.sampled_from(["T4", "A10G", "A100-80GB", "H100", "Radeon Pro V520"]),
         vram_gb=st.sampled_from([8, 16, 24, 40, 80]),
         count=st.sampled_from([0.125, 1, 2, 8]),
+        compute_capability=st.sampled_from([None, 7.5, 8.0, 9.0]),
+        driver=st.sampled_from([None, "525.60.13", "550.54.15", "580.159.04"]),
+        cuda=st.sampled_from([None, "12.0", "12.4", "13.0"]),
     ),
 )
 capabilities = st.builds(
@@ -52,7 +55,25 @@ capabilities = st.builds(
     max_runtime_minutes=st.one_of(st.none(), st.sampled_from([30, 120, 480])),
 )
 rates = st.one_of(st.none(), st.sampled_from([0.0, 0.2, 0.526, 1.006, 3.5, 21.96]))
-labels = st.dictionaries(st.sampled_from(["pool", "zone"]), st.sampled_from(["a", "b"]), max_size=2)
+labels = st.dictionaries(
+    st.sampled_from(["pool", "zone", "cuda"]),
+    st.sampled_from(["a", "b", "11.8", "12.4", "12"]),
+    max_size=3,
+)
+# Custom requirements and wishes: equality, and each operator.
+CONDITIONS = [
+    {},
+    {"pool": "a"},
+    {"zone": {"in": ["a", "b"]}},
+    {"pool": {"notIn": ["a"]}},
+    {"zone": {"exists": False}},
+    {"pool": {"exists": True}},
+    {"cuda": {"version": ">=12.1"}},
+    {"cuda": {"gte": 12}},
+    {"cuda": {"lt": 12.4}},
+    {"pool": {"regex": "[ab]"}},
+    {"cuda": {"version": ">=12.1"}, "zone": {"notIn": ["b"]}},
+]
 
 
 @st.composite
@@ -127,6 +148,9 @@ every_rule = st.builds(
             model=st.sampled_from([[], [], [], ["A100"], ["T4", "H100"]]),
             min_vram=st.one_of(st.none(), st.sampled_from([8, 16, 40])),
             required=st.booleans(),
+            min_compute_capability=st.sampled_from([None, None, 8.0, 9.0]),
+            driver=st.sampled_from([None, None, ">=535", ">=550,<580"]),
+            cuda=st.sampled_from([None, None, ">=12.1", "<13"]),
         ),
     ),
     tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True).map(tuple),
@@ -136,7 +160,7 @@ every_rule = st.builds(
     max_runtime_minutes=st.one_of(st.none(), st.sampled_from([20, 60, 240])),
     max_cost=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 5.0, 50.0])),
     allow_cloud=st.booleans(),
-    custom=st.one_of(st.just({}), st.just({"pool": "a"})),
+    custom=st.sampled_from(CONDITIONS),
     affinity=st.one_of(st.just([]), st.just(["zone=b"]), st.just(["t1", "t3"])),
     anti_affinity=st.one_of(st.just([]), st.just(["pool=a"]), st.just(["t0"])),
     preferences=st.one_of(
@@ -145,6 +169,7 @@ every_rule = st.builds(
             dict,
             cpu=st.one_of(st.none(), st.just(16)),
             tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True),
+            custom=st.sampled_from(CONDITIONS),
             affinity=st.one_of(st.just([]), st.just(["zone=b"])),
         ),
     ),

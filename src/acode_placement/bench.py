@@ -9,6 +9,9 @@ tool lists; tasks that need a GPU, many CPUs, particular tools, or the impossibl
 Timings are of `PlacementEngine.decide` (capabilities known: what a worker pays
 on every task once discovery is cached), after a first decision that compiles
 the fleet into columns (`firstDecisionUs`; the columns count in `bytesPerTarget`).
+`operatorsP50Us` times a task with three operator requirements (a set of regions,
+a zone pattern, a CUDA version) on the same fleet, whose targets carry region and
+zone labels and their GPUs' driver, CUDA and compute capability.
 With the `htcondor` package installed (the `bench` extra), the same fleet and GPU
 task are matched as ClassAds (`symmetricMatch` against every machine ad, then
 `Rank`, keep the best) and both must pick the same target.
@@ -75,12 +78,30 @@ TASKS = {
     "tool-bound": TaskRequirements(tools=["kubectl", "helm"], network=True),
     "impossible": TaskRequirements(gpu={"type": "nvidia", "count": 16, "min_vram": 80}),
 }
+# Three operator requirements (issue 20): a set of regions, a zone pattern, a CUDA
+# version; timed beside the GPU task (`operatorsP50Us`).
+OPERATOR_TASK = TaskRequirements(
+    cpu=4,
+    gpu={"type": "nvidia", "cuda": ">=12.1"},
+    custom={"region": {"in": ["eu-west-1", "eu-central-1"]}, "zone": {"regex": "[a-c]"}},
+)
 OPTIONS = PlacementOptions(strategy="cost-optimized", discovery_enabled=False)
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1"]
+# What an NVIDIA GPU's driver reports: (driver, CUDA) pairs of recent releases.
+DRIVERS = [
+    ("525.147.05", "12.0"),
+    ("535.183.01", "12.2"),
+    ("550.127.05", "12.4"),
+    ("570.133.20", "12.8"),
+    ("580.159.04", "13.0"),
+]
+COMPUTE = {"T4": 7.5, "A10G": 8.6, "L4": 8.9, "A100": 8.0, "H100": 9.0}
 
 
 def fleet(size: int, seed: int = 2026) -> tuple[list[AnyTarget], list[Known]]:
     """A reproducible mixed fleet and its capabilities."""
     rng = random.Random(seed + size)
+    facts = random.Random(seed + size + 1)  # labels and versions: the rest stays as it was
     targets: list[AnyTarget] = []
     for i in range(size):
         cpu = rng.choice([2, 4, 8, 16, 32, 64, 96])
@@ -90,7 +111,16 @@ def fleet(size: int, seed: int = 2026) -> tuple[list[AnyTarget], list[Known]]:
             model, vram, price = rng.choice(NVIDIA) if rng.random() < 0.85 else rng.choice(AMD)
             count = rng.choice([1, 1, 1, 2, 4, 8])
             vendor = "amd" if (model, vram, price) in AMD else "nvidia"
-            gpu = GpuInfo(type=vendor, model=model, vram_gb=vram, count=count)
+            driver, cuda = facts.choice(DRIVERS) if vendor == "nvidia" else (None, None)
+            gpu = GpuInfo(
+                type=vendor,
+                model=model,
+                vram_gb=vram,
+                count=count,
+                compute_capability=COMPUTE.get(model),
+                driver=driver,
+                cuda=cuda,
+            )
             gpu_price = price * count
         caps = Capabilities(
             cpu=cpu,
@@ -102,16 +132,23 @@ def fleet(size: int, seed: int = 2026) -> tuple[list[AnyTarget], list[Known]]:
             arch="x64" if rng.random() < 0.8 else "arm64",
             network=True,
         )
+        labels = {"region": facts.choice(REGIONS), "zone": facts.choice("abcdef")}
         kind = rng.random()
         if kind < 0.1:
-            targets.append(LocalTarget(id=f"t{i:05d}", capabilities=caps))
+            targets.append(LocalTarget(id=f"t{i:05d}", capabilities=caps, labels=labels))
         elif kind < 0.45:
-            targets.append(SshTarget(id=f"t{i:05d}", host=f"h{i}.lan", capabilities=caps))
+            targets.append(
+                SshTarget(id=f"t{i:05d}", host=f"h{i}.lan", capabilities=caps, labels=labels)
+            )
         else:
             rate = round(0.045 * cpu + gpu_price, 4)
             targets.append(
                 Ec2Target(
-                    id=f"t{i:05d}", instance_type="m7i.large", hourly_rate=rate, capabilities=caps
+                    id=f"t{i:05d}",
+                    instance_type="m7i.large",
+                    hourly_rate=rate,
+                    capabilities=caps,
+                    labels=labels,
                 )
             )
     return targets, [Known(t.capabilities or Capabilities()) for t in targets]
@@ -143,6 +180,8 @@ def measure(size: int, runs: int) -> dict[str, Any]:
     memory = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     decide = _timed(lambda: engine.decide(GPU_TASK, targets, known, OPTIONS), runs)
+    engine.decide(OPERATOR_TASK, targets, known, OPTIONS)  # its masks, once
+    operators = _timed(lambda: engine.decide(OPERATOR_TASK, targets, known, OPTIONS), runs)
     mixed = list(TASKS.values())
     rounds = max(4, runs // 4) * len(mixed)
     started = time.perf_counter()
@@ -163,6 +202,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
         "targets": size,
         "p50Us": _us(decide, 0.5),
         "p99Us": _us(decide, 0.99),
+        "operatorsP50Us": _us(operators, 0.5),
         "placementsPerSecond": round(per_second, 1),
         "firstDecisionUs": round(first * 1e6, 1),
         "bytesPerTarget": round(memory / size),
@@ -345,8 +385,8 @@ def render(report: dict[str, Any]) -> str:
     machine = report["machine"]
     lines = [
         f"machine: {machine['cpus']} CPUs, {machine['processor']}, Python {machine['python']}",
-        "  targets   p50 us    p99 us  decisions/s  B/target  evaluate_all us  explain us"
-        "  warm discovery us  htcondor p50 us  ratio  same pick",
+        "  targets   p50 us    p99 us  operators p50 us  decisions/s  B/target"
+        "  evaluate_all us  explain us  warm discovery us  htcondor p50 us  ratio  same pick",
     ]
     tail = [
         "what a caller pays: place() through the public API (history off, then on: SQLite)",
@@ -357,7 +397,7 @@ def render(report: dict[str, Any]) -> str:
         peer = r["peer"]
         lines.append(
             f"  {r['targets']:7d}  {r['p50Us']:7.1f}  {r['p99Us']:8.1f}"
-            f"  {r['placementsPerSecond']:11.1f}"
+            f"  {r['operatorsP50Us']:16.1f}  {r['placementsPerSecond']:11.1f}"
             f"  {r['bytesPerTarget']:8d}  {r['evaluateAllP50Us']:15.1f}  {r['explainP50Us']:10.1f}"
             f"  {r['warmDiscoveryP50Us']:17.1f}  {peer['p50Us'] if peer else '-':>15}"
             f"  {r.get('ratio') or '-':>5}  {r['samePick'] if peer else '-'}"

@@ -60,26 +60,35 @@ class Category:
     comparison runs once per distinct value and its answers spread over the rows;
     the answers are kept per wanted value (the column never changes)."""
 
-    __slots__ = ("_answers", "_lock", "codes", "distinct", "known")
+    __slots__ = ("_answers", "_lock", "codes", "distinct")
 
     def __init__(self, values: list[Any]) -> None:
-        seen: dict[Any, int] = {}
-        codes = [-1 if v is None else seen.setdefault(v, len(seen)) for v in values]
+        # By `exact` keys: 1, 1.0 and True are one key to a dict, but not one value.
+        seen: dict[Hashable, int] = {}
+        distinct: list[Any] = []
+        codes = []
+        for value in values:
+            if value is None:
+                codes.append(-1)
+                continue
+            code = seen.setdefault(exact(value), len(seen))
+            if code == len(distinct):
+                distinct.append(value)
+            codes.append(code)
         self.codes = np.array(codes, dtype=np.int64)
-        self.distinct = list(seen)
-        self.known = self.codes >= 0
+        self.distinct = distinct
         self._answers: dict[Hashable, Mask] = {}
         self._lock = threading.Lock()
 
-    def fails(self, test: Callable[[Any, Any], bool], wanted: Any, unknown_passes: bool) -> Mask:
-        """The rows failing `test(offered, wanted)`; a value not known fails, or passes
-        with `unknown_passes`."""
-        answer = (exact(wanted), unknown_passes)
+    def fails(self, test: Callable[[Any, Any], bool], wanted: Any, unknown_ok: bool) -> Mask:
+        """The rows failing `test(offered, wanted)`; a row whose value is not known
+        passes exactly when `unknown_ok`."""
+        answer = (exact(wanted), unknown_ok)
         failed = self._answers.get(answer)
         if failed is None:
             table = [bool(test(value, wanted)) for value in self.distinct]
-            ok = np.array([*table, False], dtype=np.bool_)[self.codes]  # -1: the False
-            failed = self.known & ~ok if unknown_passes else ~ok
+            ok = np.array([*table, unknown_ok], dtype=np.bool_)[self.codes]  # -1: the last
+            failed = ~ok
             with self._lock:
                 if len(self._answers) >= _KEPT:
                     self._answers.clear()

@@ -1,30 +1,51 @@
 """Reading what the probe printed: pure functions, tested on recorded outputs.
 
 The probe (`probe.sh`, `probe.ps1`) prints `key value` lines between a header
-`acode-probe 1` and a last line `end`, with the raw output of `nvidia-smi` and
-`rocm-smi` in `<name>-begin` ... `<name>-end STATUS` blocks. Anything else (a
+`acode-probe 1` and a last line `end`, with the raw output of `nvidia-smi` (and
+its compute capability query, `nvidia-cc`) and `rocm-smi` in `<name>-begin` ...
+`<name>-end STATUS` blocks; the vendor outputs are read in `gpus`. Anything else (a
 banner from a login shell, a missing `end`, a number that is not one) is refused
 with a `ProbeOutputError` that says what was wrong and where.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from acode_placement.models import OS, Arch, Capabilities, GpuInfo, GpuVendor
+from acode_placement.discovery.gpus import (
+    VERSION,
+    Gpu,
+    ProbeOutputError,
+    apple_gpu,
+    parse_compute_capabilities,
+    parse_nvidia_smi,
+    parse_rocm_smi,
+    summarise_gpus,
+    vram_from_mib,
+)
+from acode_placement.models import OS, Arch, Capabilities
+
+__all__ = [
+    "HEADER",
+    "Gpu",
+    "ProbeOutputError",
+    "ProbeReport",
+    "check_complete",
+    "check_plausible",
+    "normalise_arch",
+    "normalise_os",
+    "parse_compute_capabilities",
+    "parse_nvidia_smi",
+    "parse_probe",
+    "parse_rocm_smi",
+    "summarise_gpus",
+    "vram_from_mib",
+]
 
 HEADER = "acode-probe 1"
 _KIB_PER_GIB = 1024**2
 _BYTES_PER_GIB = 1024**3
-_MIB_PER_GIB = 1024
-# A driver reports a little less than the card's size (an H100 80GB: 81559 MiB);
-# within this share below a whole GiB the card's nominal size is used.
-_NOMINAL_SLACK = 0.01
 
 _OS = {"linux": OS.LINUX, "darwin": OS.MACOS, "windows": OS.WINDOWS}
 _WINDOWS_SHELLS = ("mingw", "msys", "cygwin", "windows_nt")
@@ -36,8 +57,10 @@ _ARCH = {
     "aarch64": Arch.ARM64,
     "armv8l": Arch.ARM64,
 }
-_BLOCKS = ("nvidia-smi", "rocm-smi")
-_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+_BLOCKS = ("nvidia-smi", "nvidia-cc", "rocm-smi")
+# Versions a probe reports, offered as custom capabilities a task can match
+# (`custom: {kernel: {version: ">=5.15"}}`).
+_VERSIONS = {"kernel": "kernel", "glibc": "glibc", "rocm_version": "rocm"}
 _DIGITS = 20  # a whole number longer than this is no machine's size
 
 # Beyond any real machine (the largest single systems have a few thousand CPUs, tens
@@ -50,19 +73,6 @@ MAX_GPUS = 1_024
 MAX_VRAM_GB = 4_096.0
 MAX_OUTPUT_LINES = 20_000
 MAX_NAME = 256  # characters of a GPU's name
-
-
-class ProbeOutputError(ValueError):
-    """The probe's output cannot be trusted; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Gpu:
-    """One GPU as a vendor tool reported it."""
-
-    vendor: GpuVendor
-    model: str
-    vram_gb: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,20 +233,16 @@ def _report(
     arch = normalise_arch(values.get("arch", ""))
     if arch is None and values.get("arch"):
         notes.append(f"arch {values.get('arch')!r} is neither x64 nor arm64")
-    gpus: list[Gpu] = []
-    for name, (body, status) in blocks.items():
-        text = "\n".join(body).strip()
-        if status != 0:
-            notes.append(f"{name} failed (exit {status}): {_shorten(text) or 'no output'}")
-            continue
-        try:
-            gpus.extend(parse_nvidia_smi(text) if name == "nvidia-smi" else parse_rocm_smi(text))
-        except ProbeOutputError as exc:
-            notes.append(f"{name}: {exc}")
+    gpus = _gpus(blocks, notes)
     if not gpus and arch is Arch.ARM64 and os_name is OS.MACOS:
         gpus.extend(apple_gpu(values.get("chip", "")))
-    gpu, more = summarise_gpus(gpus)
+    gpu, more = summarise_gpus(gpus, _version(values, "cuda_version", notes))
     notes.extend(more)
+    custom = {
+        name: version
+        for key, name in _VERSIONS.items()
+        if (version := _version(values, key, notes)) is not None
+    }
     network = values.get("route")
     cpu = _bounded("cpu", _count(values, "cpu"), MAX_CPUS, "CPUs")
     memory = _size(values, "mem_kb", _KIB_PER_GIB) or _size(values, "mem_bytes", _BYTES_PER_GIB)
@@ -250,9 +256,50 @@ def _report(
         os=os_name,
         arch=arch,
         network=None if network not in ("0", "1") else network == "1",
+        custom=custom,
         discovered_at=discovered_at,
     )
     return ProbeReport(caps, frozenset(tools), True, tuple(notes), tuple(gpus))
+
+
+def _gpus(blocks: dict[str, tuple[list[str], int | None]], notes: list[str]) -> list[Gpu]:
+    """Every GPU the vendor tools listed; a tool that failed is a note, not an error.
+    NVIDIA's compute capabilities come from a second query (`nvidia-cc`), which
+    drivers before 510 refuse: then they are not known."""
+    capabilities: dict[int, float] = {}
+    cc = blocks.get("nvidia-cc")
+    if cc is not None and cc[1] == 0:
+        capabilities = parse_compute_capabilities("\n".join(cc[0]))
+    elif cc is not None:
+        shown = _shorten("\n".join(cc[0])) or "no output"
+        notes.append(f"compute capability not reported (exit {cc[1]}): {shown}")
+    gpus: list[Gpu] = []
+    for name, (body, status) in blocks.items():
+        if name == "nvidia-cc":
+            continue
+        text = "\n".join(body).strip()
+        if status != 0:
+            notes.append(f"{name} failed (exit {status}): {_shorten(text) or 'no output'}")
+            continue
+        try:
+            if name == "nvidia-smi":
+                gpus.extend(parse_nvidia_smi(text, capabilities))
+            else:
+                gpus.extend(parse_rocm_smi(text))
+        except ProbeOutputError as exc:
+            notes.append(f"{name}: {exc}")
+    return gpus
+
+
+def _version(values: dict[str, str], key: str, notes: list[str]) -> str | None:
+    """A version line (`kernel 5.15.0-91-generic`); one that is not a version is a note."""
+    value = values.get(key, "")
+    if not value:
+        return None
+    if not VERSION.match(value):
+        notes.append(f"{key} {_shorten(value)!r} is not a version")
+        return None
+    return value
 
 
 def _count(values: dict[str, str], key: str) -> int | None:
@@ -284,90 +331,6 @@ def normalise_os(value: str) -> OS | None:
 def normalise_arch(value: str) -> Arch | None:
     """`uname -m` (or PROCESSOR_ARCHITECTURE) as x64 or arm64."""
     return _ARCH.get(value.strip().lower())
-
-
-def vram_from_mib(mib: float) -> float:
-    """GiB to one decimal; the whole GiB when the driver reports just under it."""
-    gib = mib / _MIB_PER_GIB
-    whole = math.ceil(gib)
-    if whole - gib <= whole * _NOMINAL_SLACK:
-        return float(whole)
-    return round(gib, 1)
-
-
-def parse_nvidia_smi(text: str) -> list[Gpu]:
-    """`nvidia-smi --query-gpu=index,name,memory.total[,...] --format=csv,noheader,nounits`."""
-    gpus = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) < 3 or not fields[0].isdigit() or not fields[1]:
-            raise ProbeOutputError(f"nvidia-smi line {number} is not index, name, memory: {line!r}")
-        mib = fields[2]
-        vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) and len(mib) <= _DIGITS else None
-        gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram))
-    return gpus
-
-
-def parse_rocm_smi(text: str) -> list[Gpu]:
-    """`rocm-smi --showproductname --showmeminfo vram --json`: one object per card."""
-    start = text.find("{")
-    try:
-        document = json.loads(text[start:]) if start >= 0 else None
-    except json.JSONDecodeError as exc:
-        raise ProbeOutputError(f"rocm-smi printed bad JSON ({exc.msg})") from None
-    if not isinstance(document, dict):
-        raise ProbeOutputError("rocm-smi printed no JSON object")
-    gpus = []
-    for card, info in sorted(document.items(), key=lambda kv: _card_number(kv[0])):
-        if not card.lower().startswith("card") or not isinstance(info, dict):
-            continue
-        fields = {str(k).strip().lower(): str(v).strip() for k, v in info.items()}
-        model = (
-            fields.get("card series")
-            or fields.get("marketing name")
-            or fields.get("card model")
-            or "AMD GPU"
-        )
-        total = fields.get("vram total memory (b)", "")
-        plain = total.isdigit() and len(total) <= _DIGITS
-        vram = vram_from_mib(int(total) / 1024**2) if plain else None
-        gpus.append(Gpu(GpuVendor.AMD, model, vram))
-    return gpus
-
-
-def _card_number(card: str) -> int:
-    digits = "".join(c for c in card if c.isdigit())
-    return int(digits) if digits else 0
-
-
-def apple_gpu(chip: str) -> list[Gpu]:
-    """Apple silicon's built-in GPU, named after the chip (`Apple M2 Pro`)."""
-    chip = chip.strip()
-    if not chip.lower().startswith("apple"):
-        return []
-    return [Gpu(GpuVendor.APPLE, chip, None)]
-
-
-def summarise_gpus(gpus: list[Gpu]) -> tuple[GpuInfo | None, list[str]]:
-    """One `GpuInfo` for the capabilities: the largest kind, with its count.
-
-    A machine with GPUs of two kinds offers the larger one to tasks (a task
-    asking for two GPUs gets two of one kind); the others are named in a note.
-    """
-    if not gpus:
-        return None, []
-    groups = Counter(gpus)
-    best = max(groups, key=lambda g: (g.vram_gb or 0.0, groups[g], g.model))
-    info = GpuInfo(type=best.vendor, model=best.model, vram_gb=best.vram_gb, count=groups[best])
-    notes = [
-        f"also {n}x {g.model}{f' {g.vram_gb:g} GB' if g.vram_gb is not None else ''}"
-        " (only the largest kind of GPU is offered to tasks)"
-        for g, n in groups.items()
-        if g != best
-    ]
-    return info, notes
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -37,6 +37,7 @@ fi
 os=$(uname -s 2>/dev/null)
 echo "os $os"
 echo "arch $(uname -m 2>/dev/null)"
+echo "kernel $(uname -r 2>/dev/null)"
 
 case "$os" in
   Linux)
@@ -52,6 +53,8 @@ case "$os" in
       route=1
     fi
     echo "route $route"
+    # glibc's version ("glibc 2.35"); musl has none to tell, and says nothing.
+    echo "glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | awk '$1 == "glibc" {print $2}')"
     ;;
   Darwin)
     echo "cpu $(sysctl -n hw.logicalcpu 2>/dev/null)"
@@ -73,6 +76,16 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader,nounits 2>&1
   status=$?
   echo "nvidia-smi-end $status"
+  # Compute capabilities: a field drivers before 510 do not know, so a query of its own.
+  echo "nvidia-cc-begin"
+  nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader 2>&1
+  status=$?
+  echo "nvidia-cc-end $status"
+  # The CUDA version the driver supports, from nvidia-smi's banner ("CUDA Version: 12.4").
+  echo "cuda_version $(nvidia-smi 2>/dev/null | awk '{for (i = 1; i + 2 <= NF; i++) if ($i == "CUDA" && $(i + 1) == "Version:") {print $(i + 2); exit}}')"
+fi
+if [ -r /opt/rocm/.info/version ]; then
+  echo "rocm_version $(head -n 1 /opt/rocm/.info/version 2>/dev/null)"
 fi
 if command -v rocm-smi >/dev/null 2>&1; then
   echo "rocm-smi-begin"

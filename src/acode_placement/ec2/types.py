@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from acode_placement.discovery.parse import normalise_arch, vram_from_mib
@@ -43,6 +46,9 @@ class InstanceType:
             model=self.accelerator,
             vram_gb=vram_from_mib(mib) if mib else None,
             count=self.accelerator_count,
+            compute_capability=(
+                compute_capability(self.accelerator) if vendor is GpuVendor.NVIDIA else None
+            ),
         )
 
     def capabilities(self) -> Capabilities:
@@ -105,3 +111,16 @@ def _devices(data: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str | None]
         return accelerators, None
     neuron = (data.get("NeuronInfo") or {}).get("NeuronDevices")
     return (neuron, "AWS") if neuron else ([], None)
+
+
+def compute_capability(model: str) -> float | None:
+    """NVIDIA's compute capability of a GPU model as AWS names it (`A10G`: 8.6), from
+    the shipped table (`compute-capability.csv`, with its source); None when unlisted."""
+    return _compute_capabilities().get(model.strip().lower())
+
+
+@functools.cache
+def _compute_capabilities() -> dict[str, float]:
+    text = resources.files("acode_placement.ec2").joinpath("compute-capability.csv")
+    rows = [line for line in text.read_text("utf-8").splitlines() if not line.startswith("#")]
+    return {row["model"].lower(): float(row["computeCapability"]) for row in csv.DictReader(rows)}

@@ -47,4 +47,10 @@ def gpu_wish(gpu: GpuRequirement) -> str:
     parts.append(listing(gpu.model) if gpu.model else gpu.type.value)
     if gpu.min_vram is not None:
         parts.append(f">= {num(gpu.min_vram)} GB")
+    if gpu.min_compute_capability is not None:
+        parts.append(f"compute capability >= {num(gpu.min_compute_capability)}")
+    if gpu.driver is not None:
+        parts.append(f"driver {gpu.driver}")
+    if gpu.cuda is not None:
+        parts.append(f"cuda {gpu.cuda}")
     return " ".join(parts)

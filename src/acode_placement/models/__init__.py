@@ -43,6 +43,7 @@ from acode_placement.models.base import (
     TieBreaker,
     ToolName,
 )
+from acode_placement.models.conditions import Condition
 from acode_placement.models.results import (
     Attempt,
     Capacity,
@@ -102,6 +103,7 @@ __all__ = [
     "Check",
     "CheckKind",
     "CheckSets",
+    "Condition",
     "Count",
     "DiscoveryStatus",
     "Ec2Target",

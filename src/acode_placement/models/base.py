@@ -108,6 +108,22 @@ Minutes = Annotated[Number, Field(gt=0, le=MAX_MINUTES)]
 Seconds = Annotated[Number, Field(gt=0, le=MAX_SECONDS)]
 Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_COUNT)]
 Flag = Annotated[bool, BeforeValidator(_not_number)]
+ComputeCapability = Annotated[Number, Field(ge=0, le=100)]  # major.minor: 8.0, 9.0, 12.1
+
+
+def _version_text(value: object) -> object:
+    """A version as text: YAML reads `cuda: 12.4` as a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A version a target states (driver 535.104.05, CUDA 12.4): letters, digits, . + _ -
+VersionText = Annotated[
+    str,
+    BeforeValidator(_version_text),
+    Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"),
+]
 ModelNames = Annotated[
     tuple[Annotated[str, Field(min_length=1)], ...],
     BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),

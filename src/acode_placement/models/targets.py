@@ -23,6 +23,7 @@ from pydantic import (
 from acode_placement.models.base import (
     OS,
     Arch,
+    ComputeCapability,
     Count,
     Flag,
     GpuVendor,
@@ -33,6 +34,7 @@ from acode_placement.models.base import (
     TargetId,
     TargetKind,
     ToolName,
+    VersionText,
     _check_host,
     _check_path,
     _check_user,
@@ -47,6 +49,13 @@ class GpuInfo(Model):
     model: str | None = None
     vram_gb: NonNegative | None = Field(default=None, description="GB per GPU")
     count: NonNegative = 1
+    compute_capability: ComputeCapability | None = Field(
+        default=None, description="NVIDIA compute capability (8.0, 9.0...)"
+    )
+    driver: VersionText | None = Field(default=None, description="driver version: 535.104.05")
+    cuda: VersionText | None = Field(
+        default=None, description="CUDA version the driver supports: 12.4"
+    )
 
 
 class Capabilities(Model):

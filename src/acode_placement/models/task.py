@@ -15,6 +15,7 @@ from pydantic import (
 from acode_placement.models.base import (
     OS,
     Arch,
+    ComputeCapability,
     Flag,
     GpuTypeWanted,
     Minutes,
@@ -23,9 +24,9 @@ from acode_placement.models.base import (
     Name,
     NonNegative,
     Positive,
-    Scalar,
     ToolName,
 )
+from acode_placement.models.conditions import CustomValue, VersionSpec
 
 
 class GpuRequirement(Model):
@@ -36,6 +37,13 @@ class GpuRequirement(Model):
     model: ModelNames | None = None
     min_vram: NonNegative | None = Field(default=None, description="GB per GPU, >=")
     count: Positive = 1
+    min_compute_capability: ComputeCapability | None = Field(
+        default=None, description="NVIDIA compute capability, >= (8.0: A100 and newer)"
+    )
+    driver: VersionSpec | None = Field(default=None, description='driver version, ">=535"')
+    cuda: VersionSpec | None = Field(
+        default=None, description='CUDA version the driver supports, ">=12.1"'
+    )
 
 
 class Preferences(Model):
@@ -48,7 +56,7 @@ class Preferences(Model):
     tools: tuple[ToolName, ...] = ()
     os: OS | None = None
     arch: Arch | None = None
-    custom: dict[str, Scalar] = Field(default_factory=dict)
+    custom: dict[str, CustomValue] = Field(default_factory=dict)
     affinity: tuple[str, ...] = ()
     anti_affinity: tuple[str, ...] = ()
 
@@ -67,7 +75,7 @@ class TaskRequirements(Model):
     max_runtime_minutes: Minutes | None = None
     max_cost: NonNegative | None = Field(default=None, description="USD for one run")
     allow_cloud: Flag = True
-    custom: dict[str, Scalar] = Field(default_factory=dict)
+    custom: dict[str, CustomValue] = Field(default_factory=dict)
     affinity: tuple[str, ...] = ()
     anti_affinity: tuple[str, ...] = ()
     preferences: Preferences | None = None

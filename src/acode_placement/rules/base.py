@@ -106,7 +106,9 @@ def exact(value: Any) -> Hashable:
     answers a compiled fleet keeps per wanted value."""
     if isinstance(value, tuple | list):
         return tuple(exact(item) for item in value)
-    return (type(value), value)
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return (type(value), value)
+    return (type(value), repr(value))  # a model: its fields as written, 1 not True
 
 
 def read(name: str) -> Callable[[Any, PlacementOptions], Any]:
@@ -152,6 +154,9 @@ class Compare(Rule):
     shown (a policy says only when it excludes). `shown` and `key` give the check's
     wanted value and key from the ask. `column` computes the NUMBER column itself
     when the offered value depends on the decision (a run's cost on its runtime).
+    With `unknown_key`, a check failed because the value is not known carries that
+    key, so it is counted under its own cause (`CUDA version unknown`, not `CUDA too
+    old`); the key must mean nothing else to the kind's words.
     """
 
     def __init__(
@@ -168,6 +173,7 @@ class Compare(Rule):
         shown: Callable[[Any], Any] = _same,
         key: Callable[[Any], str | None] = _no_key,
         column: Callable[[FleetColumns, float], Any] | None = None,
+        unknown_key: str | None = None,
     ) -> None:
         self.kind = kind
         self.wanted = wanted
@@ -180,7 +186,8 @@ class Compare(Rule):
         self.shown = shown
         self.key = key
         self.column = column
-        self._plain = shown is _same and key is _no_key
+        self.unknown_key = unknown_key
+        self._plain = shown is _same and key is _no_key and unknown_key is None
 
     def ask(self, source: Any, options: PlacementOptions) -> Any:
         return self.wanted(source, options)
@@ -192,14 +199,16 @@ class Compare(Rule):
         self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None
     ) -> Iterator[Check]:
         offered = self.offered(target, caps, cost)
+        key = self.key(ask)
         if offered is None:
             if self.unknown_passes:
                 return
             ok = False
+            key = self.unknown_key or key
         else:
             ok = self.test(offered, ask)
         if not (ok and self.failures_only):
-            yield Check(self.kind.name, ok, self.shown(ask), offered, self.key(ask))
+            yield Check(self.kind.name, ok, self.shown(ask), offered, key)
 
     def passes(self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None) -> bool:
         offered = self.offered(target, caps, cost)
@@ -227,8 +236,16 @@ class Compare(Rule):
             raise TypeError(f"{self.kind.name} has no column")
         if self._plain:
             out.append((self.kind.name, ask, None, fails))
-        else:
+        elif self.unknown_key is None:
             out.append((self.kind.name, self.shown(ask), self.key(ask), fails))
+        else:
+            unknown = fleet.rows(self, None, self._unknown)
+            shown = self.shown(ask)
+            out.append((self.kind.name, shown, self.key(ask), fails & ~unknown))
+            out.append((self.kind.name, shown, self.unknown_key, fails & unknown))
+
+    def _unknown(self, target: AnyTarget, caps: Capabilities) -> bool:
+        return self.offered(target, caps, None) is None
 
     def _number_fails(self, ask: Any, fleet: FleetColumns, minutes: float) -> Any:
         """Floats with NaN where not known: an ordered comparison is false on NaN."""
@@ -251,7 +268,8 @@ class Compare(Rule):
 class Each(Rule):
     """One check per item of the ask: (key, wanted) pairs such as each tool, each
     custom key. `offered(key, target, caps)` reads what the target has for that key
-    (one column per key, or one for all with `shared`); None fails."""
+    (one column per key, or one for all with `shared`); `test(offered, wanted)` is
+    asked of None too (not set), so a condition such as `exists: false` can hold."""
 
     def __init__(
         self,
@@ -281,13 +299,11 @@ class Each(Rule):
     ) -> Iterator[Check]:
         for key, wanted in ask:
             offered = self.offered(key, target, caps)
-            ok = offered is not None and self.test(offered, wanted)
-            yield Check(self.kind.name, ok, wanted, offered, key)
+            yield Check(self.kind.name, self.test(offered, wanted), wanted, offered, key)
 
     def passes(self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None) -> bool:
-        for key, wanted in ask:
-            offered = self.offered(key, target, caps)
-            if offered is None or not self.test(offered, wanted):
+        for key, wanted in ask:  # noqa: SIM110 (a loop: the hot path, all() costs more)
+            if not self.test(self.offered(key, target, caps), wanted):
                 return False
         return True
 
@@ -298,7 +314,9 @@ class Each(Rule):
             def row(target: AnyTarget, caps: Capabilities, key: str = key) -> Any:
                 return self.offered(key, target, caps)
 
-            fails = fleet.category(self, row, column).fails(self.test, wanted, False)
+            fails = fleet.category(self, row, column).fails(
+                self.test, wanted, self.test(None, wanted)
+            )
             out.append((self.kind.name, wanted, key, fails))
 
 

@@ -20,6 +20,7 @@ from acode_placement.explain.format import gpu_text, gpu_wish, listing, money, n
 from acode_placement.models import (
     Check,
     CheckKind,
+    Condition,
     GpuRequirement,
     GpuTypeWanted,
     Mode,
@@ -27,7 +28,9 @@ from acode_placement.models import (
     TargetKind,
     TaskRequirements,
 )
+from acode_placement.models.conditions import specifier
 from acode_placement.rules.base import Compare, Each, Group, Rule, Values, capability, read, wished
+from acode_placement.rules.conditions import holds, number_of, satisfies, version_of
 from acode_placement.rules.kinds import Kind
 from acode_placement.rules.selectors import Avoids, Selects, canonical, model_matches
 
@@ -81,6 +84,35 @@ def _gpu_model_words(check: Check) -> str:
     return f"gpu model {shown}, not {listing(check.wanted)}"
 
 
+def _version_words(name: str) -> Callable[[Check], str]:
+    """`cuda 11.8 does not satisfy >=12.1`; `driver unknown (needs >=535)`."""
+
+    def words(check: Check) -> str:
+        if check.offered is None:
+            return f"{name} unknown (needs {check.wanted})"
+        if check.ok:
+            return f"{name} {check.offered} satisfies {check.wanted}"
+        if version_of(str(check.offered)) is None:
+            return f"{name} {check.offered} is not a version (needs {check.wanted})"
+        return f"{name} {check.offered} does not satisfy {check.wanted}"
+
+    return words
+
+
+def _version_cause(name: str) -> Callable[[Any, str | None], str]:
+    """`CUDA too old` when the specifier only sets a floor, else `... not accepted`."""
+
+    def cause(wanted: Any, key: str | None) -> str:
+        if key == "unknown":
+            return f"{name} version unknown"
+        floors = isinstance(wanted, str) and all(
+            spec.operator in (">=", ">", "~=") for spec in specifier(wanted)
+        )
+        return f"{name} too old" if floors else f"{name} version not accepted"
+
+    return cause
+
+
 def _network_words(check: Check) -> str:
     if check.ok:
         return "outbound network"
@@ -99,11 +131,54 @@ def _cost_words(check: Check) -> str:
 
 
 def _custom_words(check: Check) -> str:
+    key, wanted, offered = check.key, check.wanted, check.offered
+    if isinstance(wanted, Condition):
+        return _condition_words(check.ok, key, wanted, offered)
     if check.ok:
-        return f"{check.key}={scalar(check.offered)}"
-    if check.offered is None:
-        return f"{check.key} not set (needs {scalar(check.wanted)})"
-    return f"{check.key} {scalar(check.offered)}, not {scalar(check.wanted)}"
+        return f"{key}={scalar(offered)}"
+    if offered is None:
+        return f"{key} not set (needs {scalar(wanted)})"
+    return f"{key} {scalar(offered)}, not {scalar(wanted)}"
+
+
+def _condition_words(ok: bool, key: str | None, wanted: Condition, offered: Any) -> str:
+    """`cuda 11.8 does not satisfy >=12.1`, `region eu-north-1 not in [a, b]`."""
+    name, operand = wanted.operator
+    if name == "exists":
+        if offered is None:
+            return f"{key} not set" + ("" if ok else " (must be set)")
+        return f"{key} set ({scalar(offered)})" + ("" if ok else ", must not be")
+    if name in ("in", "notIn"):
+        choices = f"[{', '.join(scalar(v) for v in operand)}]"
+        if offered is None:
+            return f"{key} not set" + ("" if ok else f" (needs one of {choices})")
+        if name == "notIn":
+            if ok:
+                return f"{key} {scalar(offered)} not in {choices}"
+            return f"{key} {scalar(offered)} excluded (notIn {choices})"
+        return f"{key} {scalar(offered)} {'in' if ok else 'not in'} {choices}"
+    if offered is None:
+        return f"{key} not set (needs {_needs(name, operand)})"
+    shown = scalar(offered)
+    if name == "version":
+        if ok:
+            return f"{key} {shown} satisfies {operand}"
+        if version_of(canonical(offered)) is None:
+            return f"{key} {shown} is not a version (needs {operand})"
+        return f"{key} {shown} does not satisfy {operand}"
+    if name == "regex":
+        return f"{key} {shown} {'matches' if ok else 'does not match'} {operand!r}"
+    if number_of(offered) is None:
+        return f"{key} {shown} is not a number (needs {_needs(name, operand)})"
+    symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[name]
+    return f"{key} {shown} {symbol if ok else 'not ' + symbol} {num(operand)}"
+
+
+def _needs(name: str, operand: Any) -> str:
+    if name == "regex":
+        return f"a match of {operand!r}"
+    symbol = {"gt": "> ", "gte": ">= ", "lt": "< ", "lte": "<= "}.get(name, "")
+    return f"{symbol}{num(operand)}" if symbol else str(operand)
 
 
 def _mode_words(check: Check) -> str:
@@ -159,6 +234,26 @@ GPU_VRAM = _kind(CheckKind.GPU_VRAM, _amount("gpu vram"), "too little GPU memory
 GPU_COUNT = _kind(
     CheckKind.GPU_COUNT, _amount("gpu count", fractions=True), "too few GPUs", severity=1
 )
+
+
+def _capability_words(check: Check) -> str:
+    """`compute capability 7.5 < 8.0` (written major.minor, as NVIDIA does)."""
+    wanted = f"{check.wanted:.1f}"
+    if check.offered is None:
+        return f"compute capability unknown (needs >= {wanted})"
+    return f"compute capability {check.offered:.1f} {'>=' if check.ok else '<'} {wanted}"
+
+
+GPU_COMPUTE = _kind(
+    CheckKind.GPU_COMPUTE,
+    _capability_words,
+    lambda wanted, key: f"compute capability {'unknown' if key else 'too low'}",
+    severity=2,
+)
+GPU_DRIVER = _kind(
+    CheckKind.GPU_DRIVER, _version_words("driver"), _version_cause("GPU driver"), severity=1
+)
+GPU_CUDA = _kind(CheckKind.GPU_CUDA, _version_words("cuda"), _version_cause("CUDA"), severity=1)
 TOOL = _kind(
     CheckKind.TOOL,
     lambda check: f"tool {check.key} {'found' if check.ok else 'missing'}",
@@ -235,10 +330,6 @@ def _any_model(offered: str, wanted: tuple[str, ...]) -> bool:
     return any(model_matches(name, offered) for name in wanted)
 
 
-def _same_text(offered: Any, wanted: Any) -> bool:
-    return canonical(offered) == canonical(wanted)
-
-
 def _label_or_custom(key: str, target: AnyTarget, caps: Capabilities) -> Any:
     return target.labels.get(key, caps.custom.get(key))
 
@@ -297,6 +388,18 @@ def _at_least(kind: Kind, field: str) -> Compare:
     )
 
 
+def _satisfies(kind: Kind, field: str) -> Compare:
+    """A GPU's version (driver, CUDA) against a version specifier."""
+    return Compare(
+        kind,
+        wanted=read(field),
+        offered=_gpu(field),
+        test=lambda offered, wanted: satisfies(wanted, offered),
+        values=Values.CATEGORY,
+        unknown_key="unknown",
+    )
+
+
 def _equals(kind: Kind, field: str) -> Compare:
     return Compare(
         kind,
@@ -336,6 +439,15 @@ RULES: tuple[Rule, ...] = (
             ),
             Compare(GPU_VRAM, wanted=read("min_vram"), offered=_gpu("vram_gb"), test=operator.ge),
             Compare(GPU_COUNT, wanted=read("count"), offered=_gpu("count"), test=operator.ge),
+            Compare(
+                GPU_COMPUTE,
+                wanted=read("min_compute_capability"),
+                offered=_gpu("compute_capability"),
+                test=operator.ge,
+                unknown_key="unknown",
+            ),
+            _satisfies(GPU_DRIVER, "driver"),
+            _satisfies(GPU_CUDA, "cuda"),
         ),
     ),
     Each(
@@ -343,7 +455,7 @@ RULES: tuple[Rule, ...] = (
         items=lambda req, options: ((tool, tool) for tool in req.tools),
         wished=lambda prefs: ((tool, tool) for tool in prefs.tools),
         offered=lambda key, target, caps: caps.tools,
-        test=lambda tools, tool: tool in tools,
+        test=lambda tools, tool: tools is not None and tool in tools,
         shared=True,
     ),
     _equals(OS, "os"),
@@ -368,7 +480,7 @@ RULES: tuple[Rule, ...] = (
         items=lambda req, options: req.custom.items(),
         wished=lambda prefs: prefs.custom.items(),
         offered=_label_or_custom,
-        test=_same_text,
+        test=lambda offered, wanted: holds(wanted, offered),
     ),
     Selects(AFFINITY, wanted=read("affinity"), wished=wished("affinity")),
     Avoids(ANTI_AFFINITY, wanted=read("anti_affinity"), wished=wished("anti_affinity")),

@@ -1,0 +1,148 @@
+"""GPUs as their vendors' tools report them: `nvidia-smi`, `rocm-smi`, Apple's chip
+name; and the one `GpuInfo` a machine offers to tasks. Pure functions, tested on
+recorded outputs (`tests/fixtures/`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from acode_placement.models import GpuInfo, GpuVendor
+
+
+class ProbeOutputError(ValueError):
+    """The probe's output cannot be trusted; the message says why."""
+
+
+_MIB_PER_GIB = 1024
+# A driver reports a little less than the card's size (an H100 80GB: 81559 MiB);
+# within this share below a whole GiB the card's nominal size is used.
+_NOMINAL_SLACK = 0.01
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+_DIGITS = 20  # a whole number longer than this is no machine's size
+# A version as a driver or a toolkit writes it (535.104.05, 12.4, 6.0.2-115).
+VERSION = re.compile(r"^[0-9][0-9A-Za-z.+_-]{0,63}$")
+_CAPABILITY = re.compile(r"^\d{1,2}\.\d{1,2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Gpu:
+    """One GPU as a vendor tool reported it."""
+
+    vendor: GpuVendor
+    model: str
+    vram_gb: float | None
+    driver: str | None = None
+    compute_capability: float | None = None
+
+
+def vram_from_mib(mib: float) -> float:
+    """GiB to one decimal; the whole GiB when the driver reports just under it."""
+    gib = mib / _MIB_PER_GIB
+    whole = math.ceil(gib)
+    if whole - gib <= whole * _NOMINAL_SLACK:
+        return float(whole)
+    return round(gib, 1)
+
+
+def parse_nvidia_smi(text: str, capabilities: dict[int, float] | None = None) -> list[Gpu]:
+    """`nvidia-smi --query-gpu=index,name,memory.total[,driver_version,...]
+    --format=csv,noheader,nounits`, with each index's compute capability when known
+    (`parse_compute_capabilities`)."""
+    known = capabilities or {}
+    gpus = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[1]:
+            raise ProbeOutputError(f"nvidia-smi line {number} is not index, name, memory: {line!r}")
+        mib = fields[2]
+        vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) and len(mib) <= _DIGITS else None
+        driver = fields[3] if len(fields) > 3 and VERSION.match(fields[3]) else None
+        gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram, driver, known.get(int(fields[0]))))
+    return gpus
+
+
+def parse_compute_capabilities(text: str) -> dict[int, float]:
+    """`nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader`: each GPU's
+    compute capability (drivers before 510 know no such field: nothing is known)."""
+    found: dict[int, float] = {}
+    for line in text.splitlines():
+        index, _, value = (part.strip() for part in line.partition(","))
+        if index.isdigit() and len(index) <= 4 and _CAPABILITY.match(value):
+            found[int(index)] = float(value)
+    return found
+
+
+def parse_rocm_smi(text: str) -> list[Gpu]:
+    """`rocm-smi --showproductname --showmeminfo vram --json`: one object per card."""
+    start = text.find("{")
+    try:
+        document = json.loads(text[start:]) if start >= 0 else None
+    except json.JSONDecodeError as exc:
+        raise ProbeOutputError(f"rocm-smi printed bad JSON ({exc.msg})") from None
+    if not isinstance(document, dict):
+        raise ProbeOutputError("rocm-smi printed no JSON object")
+    gpus = []
+    for card, info in sorted(document.items(), key=lambda kv: _card_number(kv[0])):
+        if not card.lower().startswith("card") or not isinstance(info, dict):
+            continue
+        fields = {str(k).strip().lower(): str(v).strip() for k, v in info.items()}
+        model = (
+            fields.get("card series")
+            or fields.get("marketing name")
+            or fields.get("card model")
+            or "AMD GPU"
+        )
+        total = fields.get("vram total memory (b)", "")
+        plain = total.isdigit() and len(total) <= _DIGITS
+        vram = vram_from_mib(int(total) / 1024**2) if plain else None
+        gpus.append(Gpu(GpuVendor.AMD, model, vram))
+    return gpus
+
+
+def _card_number(card: str) -> int:
+    digits = "".join(c for c in card if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def apple_gpu(chip: str) -> list[Gpu]:
+    """Apple silicon's built-in GPU, named after the chip (`Apple M2 Pro`)."""
+    chip = chip.strip()
+    if not chip.lower().startswith("apple"):
+        return []
+    return [Gpu(GpuVendor.APPLE, chip, None)]
+
+
+def summarise_gpus(gpus: list[Gpu], cuda: str | None = None) -> tuple[GpuInfo | None, list[str]]:
+    """One `GpuInfo` for the capabilities: the largest kind, with its count, its
+    driver and compute capability, and the CUDA version the driver supports.
+
+    A machine with GPUs of two kinds offers the larger one to tasks (a task
+    asking for two GPUs gets two of one kind); the others are named in a note.
+    """
+    if not gpus:
+        return None, []
+    groups = Counter(gpus)
+    best = max(groups, key=lambda g: (g.vram_gb or 0.0, groups[g], g.model))
+    info = GpuInfo(
+        type=best.vendor,
+        model=best.model,
+        vram_gb=best.vram_gb,
+        count=groups[best],
+        compute_capability=best.compute_capability,
+        driver=best.driver,
+        cuda=cuda if best.vendor is GpuVendor.NVIDIA else None,
+    )
+    notes = [
+        f"also {n}x {g.model}{f' {g.vram_gb:g} GB' if g.vram_gb is not None else ''}"
+        " (only the largest kind of GPU is offered to tasks)"
+        for g, n in groups.items()
+        if g != best
+    ]
+    return info, notes
