@@ -258,6 +258,7 @@ class TestPlace:
         ("docker-build", "build-box", "HighestScore"),
         ("windows-build", "win-builder", "OnlyOption"),
         ("arm64-build", "aws-m7g-2xlarge", "OnlyOption"),
+        ("bf16-finetune", "gpu-box", "OnlyOption"),
         ("impossible", None, "NoValidTarget"),
     ],
 )

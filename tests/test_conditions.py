@@ -369,3 +369,250 @@ def test_the_operator_task_on_a_large_fleet_decides_like_the_reference(strategy:
     assert list(cause_counts(fast.all_scores).items()) == list(
         cause_counts(slow.all_scores).items()
     )
+
+
+# -------------------------------------------------------------------- tool versions
+@pytest.fixture
+def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Stand-in tools first on PATH, each with the shell body it runs."""
+    bin_dir = tmp_path / "tools"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def make(name: str, body: str) -> None:
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+
+    return make
+
+
+def test_tool_versions_are_discovered_only_for_the_tools_a_task_names(tools_on_path: Any) -> None:
+    tools_on_path("pyfake", 'echo "Python 3.9.18"')
+    tools_on_path("gitfake", 'echo "git version 2.39.2"')
+    tools_on_path("mute", "exit 0")
+    tools_on_path(
+        "noisy",  # lines, escapes and a forged "end" must stay inside one value
+        'printf "\\033[31mnoisy v7.2.1-rc1\\nend\\ntool docker 1\\n"; yes x | head -n 10000',
+    )
+    task = TaskRequirements.model_validate(
+        {
+            "tools": [
+                {"name": "pyfake", "version": ">=3.11"},
+                {"name": "gitfake", "version": ">=2.30"},
+                {"name": "mute", "version": ">=1"},
+                {"name": "noisy", "version": ">=7.2.0rc1"},
+                {"name": "absent-tool", "version": ">=1"},
+                "gitfake",
+            ]
+        }
+    )
+    asked = task.wanted_tools()
+    assert "version:pyfake" in asked and "gitfake" in asked
+    report = asyncio.run(LocalProbe(10.0).probe(LocalTarget(id="local"), asked, tools_only=True))
+    caps = report.capabilities
+    assert caps.tool_versions == {"pyfake": "3.9.18", "gitfake": "2.39.2", "noisy": "7.2.1-rc1"}
+    assert {"pyfake", "gitfake", "mute", "noisy"} <= set(caps.tools)
+    assert "absent-tool" not in caps.tools and not any(":" in t for t in caps.tools)
+
+    here = LocalTarget(id="local", capabilities=caps)
+    verdict = evaluate(here, caps, task, OPTIONS)
+    assert [check_text(c) for c in verdict.mismatches] == [
+        "pyfake 3.9.18 does not satisfy >=3.11",
+        "mute version unknown (needs >=1)",
+        "tool absent-tool missing",
+    ]
+    assert "gitfake 2.39.2 satisfies >=2.30" in [check_text(c) for c in verdict.matches]
+    for engine in (PlacementEngine(), PlacementEngine(compile_from=0)):
+        result = engine.decide(task, [here], [Known(caps)], OPTIONS)
+        assert dict(cause_counts(result.all_scores)) == {
+            "tool too old": 1,
+            "tool version unknown": 1,
+            "missing tools": 1,
+        }
+
+
+def test_a_tool_version_requirement_reads_from_the_task_file(tmp_path: Path) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "task:\n  name: t\n  requirements:\n    tools:\n"
+        "      - {name: python3, version: '>=3.0'}\n      - {name: git, versoin: '>=2'}\n"
+    )
+    targets = tmp_path / "targets.yaml"
+    targets.write_text("targets:\n  - {id: here, type: local}\n")
+    done = subprocess.run(
+        [SCRIPT, "place", str(task), "--targets", str(targets), "--no-discovery"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(
+        f"acode-placement: error: {task}:6: requirements.tools[1]: "
+    )
+    assert "versoin: unknown key (a tool is a name or {name, version})" in done.stderr
+
+
+# ----------------------------------------------------------- facts from the settings
+def test_facts_named_in_the_settings_are_discovered_and_matched(tools_on_path: Any) -> None:
+    from acode_placement.models import FactSpec
+
+    tools_on_path("nvcc-fake", 'echo "Cuda compilation tools, release 12.4, V12.4.131"')
+    tools_on_path("silent", "exit 3")
+    facts = {
+        "cudaToolkit": FactSpec(command=["nvcc-fake", "--version"], pattern="release ([0-9.]+)"),
+        "literal": FactSpec(
+            command=["echo", "$(touch /tmp/acode-owned)", ";", "`id`"], pattern=".*"
+        ),
+        "quiet": FactSpec(command=["silent"], pattern="([0-9]+)"),
+    }
+    report = asyncio.run(LocalProbe(10.0, facts=facts).probe(LocalTarget(id="l"), frozenset()))
+    custom = report.capabilities.custom
+    assert custom["cudaToolkit"] == "12.4"
+    assert custom["literal"] == "$(touch /tmp/acode-owned) ; `id`"
+    assert not Path("/tmp/acode-owned").exists()
+    assert "quiet" not in custom
+    assert "fact quiet unknown: '([0-9]+)' found nothing in ''" in report.notes
+
+    here = LocalTarget(id="l", capabilities=report.capabilities)
+    task = TaskRequirements(custom={"cudaToolkit": {"version": ">=12.1"}})
+    assert evaluate(here, report.capabilities, task, OPTIONS).eligible
+    task = TaskRequirements(custom={"cudaToolkit": {"version": ">=12.6"}})
+    (miss,) = evaluate(here, report.capabilities, task, OPTIONS).mismatches
+    assert check_text(miss) == "cudaToolkit 12.4 does not satisfy >=12.6"
+
+
+@pytest.mark.parametrize(
+    ("fact", "message"),
+    [
+        ({"command": "nvcc --version", "pattern": "x"}, "facts.f.command"),
+        ({"command": [], "pattern": "x"}, "facts.f.command"),
+        ({"command": ["-rf"], "pattern": "x"}, "cannot start with '-'"),
+        ({"command": ["a\nb"], "pattern": "x"}, "control characters"),
+        ({"command": ["nvcc"], "pattern": "(x"}, "not a pattern RE2 accepts"),
+        ({"command": ["nvcc"]}, "facts.f.pattern"),
+    ],
+)
+def test_a_bad_fact_in_the_settings_is_one_line(
+    tmp_path: Path, fact: dict[str, Any], message: str
+) -> None:
+    import yaml
+
+    settings = tmp_path / "placement.yaml"
+    settings.write_text(yaml.safe_dump({"placement": {"facts": {"f": fact}}}))
+    task = tmp_path / "task.yaml"
+    task.write_text("task:\n  name: t\n  requirements: {cpu: 1}\n")
+    done = subprocess.run(
+        [SCRIPT, "place", str(task), "--config", str(settings), "--no-discovery"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert str(settings) in done.stderr and message in done.stderr
+
+
+# ------------------------------------------------------------ fact probers (plug-ins)
+async def gpu_clock_prober(target: Any, caps: Capabilities) -> dict[str, Any]:
+    """A fact plug-in: what it answers joins the target's custom capabilities."""
+    return {"gpuClockMhz": 1980 if caps.cpu else 0, "bad key!": 1, "nan": float("nan")}
+
+
+async def broken_prober(target: Any, caps: Capabilities) -> dict[str, Any]:
+    raise RuntimeError("no such device\nsecond line")
+
+
+async def slow_prober(target: Any, caps: Capabilities) -> dict[str, Any]:
+    await asyncio.sleep(30)
+    return {}
+
+
+def test_fact_plugins_complete_a_full_probe_and_never_break_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from acode_placement.discovery import facts as facts_module
+    from acode_placement.discovery.cache import CapabilityCache
+    from acode_placement.discovery.service import Discovery
+    from acode_placement.models import TargetKind
+
+    group = facts_module.GROUP
+    points = [
+        EntryPoint("clock", "tests.test_conditions:gpu_clock_prober", group),
+        EntryPoint("broken", "tests.test_conditions:broken_prober", group),
+        EntryPoint("slow", "tests.test_conditions:slow_prober", group),
+        EntryPoint("missing", "tests.no_such_module:prober", group),  # cannot load: left out
+    ]
+    monkeypatch.setattr(facts_module, "entry_points", lambda group: points)
+    discovery = Discovery(
+        {TargetKind.LOCAL: LocalProbe(10.0)},
+        CapabilityCache(tmp_path / "cache.json"),
+        fact_timeout=0.5,
+    )
+    started = time.perf_counter()
+    (known,) = asyncio.run(discovery.lookup([LocalTarget(id="here")], timeout=20))
+    assert time.perf_counter() - started < 10  # the slow plug-in was cut off
+    assert known.known and known.capabilities.custom["gpuClockMhz"] == 1980
+    assert "bad key!" not in known.capabilities.custom
+    assert "nan" not in known.capabilities.custom
+    notes = discovery.cache.get("here").notes  # type: ignore[union-attr]
+    assert "fact prober broken failed: RuntimeError: no such device" in notes
+    assert "fact prober slow gave no answer within 0.5 s" in notes
+    assert "fact prober clock: 'bad key!' is not a fact's name" in notes
+    assert "fact prober clock: nan is not text, a number or a flag" in notes
+    assert [name for name, _ in discovery.fact_probers or []] == ["clock", "broken", "slow"]
+
+
+def test_the_probe_output_carries_every_version() -> None:
+    from acode_placement.discovery.parse import parse_probe
+
+    text = "\n".join(
+        [
+            "acode-probe 1",
+            "tool version:python3 1",
+            "tool_version python3 Python 3.12.1",
+            "tool version:java 1",
+            'tool_version java openjdk version "17.0.9" 2023-10-17',
+            "tool version:weird 1",
+            "tool_version weird no digits here",
+            "tool python3 1",
+            "tool java 1",
+            "tool weird 1",
+            "os Linux",
+            "arch aarch64",
+            "kernel 6.8.0-1015-aws",
+            "cpu 64",
+            "mem_kb 527951360",
+            "route 1",
+            "glibc 2.39",
+            "disk_kb 1000000000",
+            "nvidia-smi-begin",
+            "0, NVIDIA GH200 480GB, 97871, 560.35.03",
+            "nvidia-smi-end 0",
+            "nvidia-cc-begin",
+            "0, 9.0",
+            "nvidia-cc-end 0",
+            "cuda_version 12.6",
+            "rocm_version not-a-version!",
+            "fact cudaToolkit Cuda compilation tools, release 12.6, V12.6.77",
+            "end",
+        ]
+    )
+    asked = frozenset(
+        {"python3", "java", "weird", "version:python3", "version:java", "version:weird"}
+    )
+    report = parse_probe(text, asked=asked, tools_only=False)
+    caps = report.capabilities
+    assert caps.tool_versions == {"python3": "3.12.1", "java": "17.0.9"}
+    assert caps.tools == ("java", "python3", "weird")
+    assert caps.gpu is not None
+    assert (caps.gpu.driver, caps.gpu.cuda, caps.gpu.compute_capability) == (
+        "560.35.03",
+        "12.6",
+        9.0,
+    )
+    assert caps.custom == {"kernel": "6.8.0-1015-aws", "glibc": "2.39"}
+    assert "rocm_version 'not-a-version!' is not a version" in report.notes
+    assert report.facts == {"cudaToolkit": "Cuda compilation tools, release 12.6, V12.6.77"}

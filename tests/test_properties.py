@@ -49,6 +49,9 @@ capabilities = st.builds(
     disk_gb=st.one_of(st.none(), st.sampled_from([10, 100, 1000])),
     gpu=gpus,
     tools=st.lists(st.sampled_from(TOOLS), unique=True).map(tuple),
+    tool_versions=st.dictionaries(
+        st.sampled_from(TOOLS), st.sampled_from(["3.9.18", "3.11.7", "4.3"]), max_size=2
+    ),
     os=st.sampled_from(["linux", "linux", "macos", "windows"]),
     arch=st.sampled_from(["x64", "arm64"]),
     network=st.booleans(),
@@ -153,7 +156,14 @@ every_rule = st.builds(
             cuda=st.sampled_from([None, None, ">=12.1", "<13"]),
         ),
     ),
-    tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True).map(tuple),
+    tools=st.lists(
+        st.one_of(
+            st.sampled_from(TOOLS),
+            st.builds(dict, name=st.sampled_from(TOOLS), version=st.sampled_from([">=3.11", "<4"])),
+        ),
+        max_size=2,
+        unique_by=lambda tool: tool if isinstance(tool, str) else tool["name"],
+    ).map(tuple),
     os=st.one_of(st.none(), st.sampled_from(["linux", "macos"])),
     arch=st.one_of(st.none(), st.sampled_from(["x64", "arm64"])),
     network=st.one_of(st.none(), st.booleans()),

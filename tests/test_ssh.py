@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -73,6 +74,24 @@ class TestProbe:
         assert caps.memory_gb and caps.memory_gb > 0
         assert caps.tools == ("sh",)
         assert report.tools_checked == {"sh", "no-such-tool"}
+
+    def test_facts_and_tool_versions_over_ssh(self, sshd: Sshd) -> None:
+        """The settings' facts and a tool's version, read on the far side like here."""
+        from acode_placement.models import FactSpec
+
+        facts = {
+            "shellSays": FactSpec(command=["echo", "a;b $(id) `id`", "it's"], pattern=".*"),
+            "absent": FactSpec(command=["no-such-command"], pattern="([0-9]+)"),
+        }
+        prober = SshProbe(5, sshd.known_hosts, facts=facts)
+        asked = frozenset({"sh", "python3", "version:python3"})
+        report = asyncio.run(prober.probe(target(sshd), asked))
+        custom = report.capabilities.custom
+        assert custom["shellSays"] == "a;b $(id) `id` it's"  # words stay words
+        assert "absent" not in custom
+        assert any(note.startswith("fact absent unknown:") for note in report.notes)
+        # the server's python3 (whichever its PATH finds), as `python3 --version` says
+        assert re.fullmatch(r"3\.\d+\.\d+", report.capabilities.tool_versions["python3"])
 
     def test_tools_only_probe(self, sshd: Sshd) -> None:
         prober = SshProbe(5, sshd.known_hosts)
@@ -267,7 +286,7 @@ class TestDiscoverCommand:
         )
         assert "tools declared but not found: no-such-tool" in box["contradictions"]
         assert gone["status"] == "unreachable" and "connection refused" in gone["cause"]
-        assert gone["capabilities"] == {"custom": {}, "tools": []}
+        assert gone["capabilities"] == {"custom": {}, "tools": [], "toolVersions": {}}
         # The second run is served from the cache; --refresh probes again.
         _, again = cli.json("discover", "box", "--targets", targets, "--config", config)
         assert [t["status"] for t in again["targets"]] == ["cached"]

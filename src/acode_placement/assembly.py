@@ -38,7 +38,7 @@ def default_engine(
     catalog = Catalog.shipped()
     probers: dict[TargetKind, Prober] = {
         TargetKind.EC2: Ec2Prober(api, catalog),
-        TargetKind.LOCAL: LocalProbe(settings.probe_timeout),
+        TargetKind.LOCAL: LocalProbe(settings.probe_timeout, facts=settings.facts),
         TargetKind.SSH: DeferredProber(lambda: _ssh_prober(settings)),
     }
     discovery = Discovery(
@@ -46,6 +46,7 @@ def default_engine(
         CapabilityCache(default_cache_path()),
         ttl=timedelta(minutes=settings.cache_minutes),
         concurrency=settings.discovery_concurrency,
+        fact_timeout=settings.probe_timeout,
     )
     history = None
     if settings.history_enabled:
@@ -72,4 +73,5 @@ def _ssh_prober(settings: PlacementSettings) -> Prober:
         settings.probe_timeout,
         Path(settings.known_hosts).expanduser(),
         settings.accept_new_host_keys,
+        facts=settings.facts,
     )

@@ -60,7 +60,7 @@ class Category:
     comparison runs once per distinct value and its answers spread over the rows;
     the answers are kept per wanted value (the column never changes)."""
 
-    __slots__ = ("_answers", "_lock", "codes", "distinct")
+    __slots__ = ("_answers", "_lock", "codes", "distinct", "missing")
 
     def __init__(self, values: list[Any]) -> None:
         # By `exact` keys: 1, 1.0 and True are one key to a dict, but not one value.
@@ -77,6 +77,7 @@ class Category:
             codes.append(code)
         self.codes = np.array(codes, dtype=np.int64)
         self.distinct = distinct
+        self.missing = self.codes < 0  # the rows whose value is not known
         self._answers: dict[Hashable, Mask] = {}
         self._lock = threading.Lock()
 

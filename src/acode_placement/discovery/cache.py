@@ -21,7 +21,7 @@ import math
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,14 @@ from typing import Any
 import platformdirs
 from pydantic import ValidationError
 
-from acode_placement.models import AnyTarget, Capabilities, DiscoveryStatus, Ec2Target, SshTarget
+from acode_placement.models import (
+    VERSION_OF,
+    AnyTarget,
+    Capabilities,
+    DiscoveryStatus,
+    Ec2Target,
+    SshTarget,
+)
 from acode_placement.safe import read_regular
 from acode_placement.telemetry import get_logger
 
@@ -96,13 +103,26 @@ class Entry:
     def knows(self, tools: frozenset[str]) -> bool:
         return tools <= self.tools_checked
 
-    def with_tools(self, found: tuple[str, ...], checked: frozenset[str]) -> Entry:
-        """This entry with the answers of a tools-only probe folded in."""
+    def with_tools(
+        self,
+        found: tuple[str, ...],
+        checked: frozenset[str],
+        versions: Mapping[str, str] | None = None,
+    ) -> Entry:
+        """This entry with the answers of a tools-only probe folded in: the tools and
+        the versions it was asked about (`version:NAME`) replace what was known."""
         kept = {t for t in self.capabilities.tools if t not in checked}
         tools = tuple(sorted(kept | set(found)))
+        stated = {
+            name: version
+            for name, version in self.capabilities.tool_versions.items()
+            if VERSION_OF + name not in checked and name in tools
+        }
+        stated.update(versions or {})
+        update = {"tools": tools, "tool_versions": stated}
         return replace(
             self,
-            capabilities=self.capabilities.model_copy(update={"tools": tools}),
+            capabilities=self.capabilities.model_copy(update=update),
             tools_checked=self.tools_checked | checked,
         )
 

@@ -10,6 +10,8 @@ with a `ProbeOutputError` that says what was wrong and where.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -24,7 +26,7 @@ from acode_placement.discovery.gpus import (
     summarise_gpus,
     vram_from_mib,
 )
-from acode_placement.models import OS, Arch, Capabilities
+from acode_placement.models import OS, VERSION_OF, Arch, Capabilities
 
 __all__ = [
     "HEADER",
@@ -61,6 +63,10 @@ _BLOCKS = ("nvidia-smi", "nvidia-cc", "rocm-smi")
 # Versions a probe reports, offered as custom capabilities a task can match
 # (`custom: {kernel: {version: ">=5.15"}}`).
 _VERSIONS = {"kernel": "kernel", "glibc": "glibc", "rocm_version": "rocm"}
+# The first version-looking token of what `TOOL --version` printed: "Python 3.11.7",
+# "git version 2.39.2", "Docker version 24.0.7, build afdd53b", "v20.10.0".
+_TOOL_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+(?:[-+][0-9A-Za-z.]+)?)")
+_MAX_VERSION = 64  # characters of a version a tool states
 _DIGITS = 20  # a whole number longer than this is no machine's size
 
 # Beyond any real machine (the largest single systems have a few thousand CPUs, tens
@@ -90,6 +96,7 @@ class ProbeReport:
     hardware: bool
     notes: tuple[str, ...] = ()
     gpus: tuple[Gpu, ...] = field(default=())
+    facts: Mapping[str, str] = field(default_factory=dict)  # name: what its command said
 
 
 def parse_probe(
@@ -116,6 +123,8 @@ def parse_probe(
     ignored = sum(1 for line in lines[:first] if line.strip())
     values: dict[str, str] = {}
     tools: dict[str, bool] = {}
+    versions: dict[str, str] = {}
+    facts: dict[str, str] = {}
     blocks: dict[str, tuple[list[str], int | None]] = {}
     ended = False
     number = first + 1
@@ -132,24 +141,47 @@ def parse_probe(
             name = key[: -len("-begin")]
             body, status, number = _block(lines, number, name)
             blocks[name] = (body, status)
-        elif key == "tool":
-            name, _, found = value.rpartition(" ")
-            if found not in ("0", "1") or not name:
-                raise ProbeOutputError(f"line {number}: bad tool line {_shorten(line)!r}")
-            tools[name] = found == "1"
+        elif key in ("tool", "tool_version", "fact"):
+            _listed(key, value, (tools, versions, facts), f"line {number}")
         elif key in values:
             raise ProbeOutputError(f"line {number}: {key} given twice")
         else:
             values[key] = value.strip()
     if not ended:
         raise ProbeOutputError("the probe's output was cut short (no 'end' line)")
-    report = _report(values, tools, blocks, discovered_at)
+    report = replace(_report(values, tools, versions, blocks, discovered_at), facts=facts)
     check_complete(report, values, asked, tools_only)
     check_plausible(report)
     if ignored:
         note = f"{ignored} line(s) printed before the probe (a login banner?) were ignored"
         report = replace(report, notes=(*report.notes, note))
     return report
+
+
+def _listed(
+    key: str,
+    value: str,
+    into: tuple[dict[str, bool], dict[str, str], dict[str, str]],
+    where: str,
+) -> None:
+    """A line of which there are many: `tool NAME 0|1`; `tool_version NAME TEXT` (TEXT:
+    what `NAME --version` said, of which the first version-looking token is kept, or
+    the version is unknown); `fact NAME TEXT` (what a settings fact's command said)."""
+    tools, versions, facts = into
+    name, _, rest = value.partition(" ")
+    if key == "fact":
+        if name in facts:
+            raise ProbeOutputError(f"{where}: fact {_shorten(name)!r} given twice")
+        facts[name] = rest
+    elif key == "tool_version":
+        found = _TOOL_VERSION.search(rest)
+        if found is not None and name and len(found.group(1)) <= _MAX_VERSION:
+            versions[name] = found.group(1)
+    else:
+        name, _, answer = value.rpartition(" ")
+        if answer not in ("0", "1") or not name:
+            raise ProbeOutputError(f"{where}: bad tool line {_shorten(key + ' ' + value)!r}")
+        tools[name] = answer == "1"
 
 
 def _lines(text: str) -> list[str]:
@@ -218,13 +250,17 @@ def _block(lines: list[str], start: int, name: str) -> tuple[list[str], int | No
 def _report(
     values: dict[str, str],
     tools: dict[str, bool],
+    versions: dict[str, str],
     blocks: dict[str, tuple[list[str], int | None]],
     discovered_at: datetime | None,
 ) -> ProbeReport:
-    found = tuple(sorted(name for name, ok in tools.items() if ok))
+    # `version:NAME` answers say whether a version was read; they are not tools
+    found = tuple(sorted(n for n, ok in tools.items() if ok and not n.startswith(VERSION_OF)))
+    asked = {n[len(VERSION_OF) :] for n, ok in tools.items() if n.startswith(VERSION_OF)}
+    stated = {name: v for name, v in versions.items() if name in asked and name in found}
     hardware = "os" in values
     if not hardware:
-        caps = Capabilities(tools=found, discovered_at=discovered_at)
+        caps = Capabilities(tools=found, tool_versions=stated, discovered_at=discovered_at)
         return ProbeReport(caps, frozenset(tools), hardware=False)
     notes: list[str] = []
     os_name = normalise_os(values.get("os", ""))
@@ -253,6 +289,7 @@ def _report(
         disk_gb=_bounded("disk", disk, MAX_DISK_GB, "GB"),
         gpu=gpu,
         tools=found,
+        tool_versions=stated,
         os=os_name,
         arch=arch,
         network=None if network not in ("0", "1") else network == "1",

@@ -7,12 +7,27 @@
 # mode (all: hardware and tools; tools: tools only), so no TOOL can ever be read as
 # a mode or an option. Each TOOL is passed as its own argument (the caller checks it
 # against ^[A-Za-z0-9._+][A-Za-z0-9._+-]{0,63}$ and quotes it) and only ever reaches
-# `command -v --`. The last line is "end"; a reader that does not see it knows the
+# `command -v --`; `version:TOOL` asks for the version TOOL states (`TOOL --version`,
+# bounded below). The last line is "end"; a reader that does not see it knows the
 # output was cut short.
 LC_ALL=C
 export LC_ALL
 
 echo "acode-probe 1"
+
+# Run a program named by the caller ("$@": its arguments stay arguments), stdin
+# closed, for 5 s at most where `timeout` exists (the probe's own timeout bounds it
+# elsewhere), and keep its first 20 lines as one line of printable text.
+acode_run() {
+  if command -v timeout >/dev/null 2>&1; then
+    timeout 5 "$@" </dev/null 2>&1
+  else
+    "$@" </dev/null 2>&1
+  fi
+}
+acode_line() {
+  head -n "$1" | tr -c '[:print:]' ' ' | cut -c1-"$2"
+}
 
 case "${1-}" in
   all) tools_only=0 ;;
@@ -22,11 +37,30 @@ esac
 shift
 
 for tool in "$@"; do
-  if command -v -- "$tool" >/dev/null 2>&1; then
-    echo "tool $tool 1"
-  else
-    echo "tool $tool 0"
-  fi
+  case "$tool" in
+    version:*)
+      # The version a tool states: `NAME --version` (never a shell word: quoted, and a
+      # name cannot start with '-'), its first 3 lines, 256 characters at most.
+      name=${tool#version:}
+      text=""
+      if command -v -- "$name" >/dev/null 2>&1; then
+        text=$(acode_run "$name" --version | acode_line 3 256)
+      fi
+      if [ -n "$text" ]; then
+        echo "tool $tool 1"
+        echo "tool_version $name $text"
+      else
+        echo "tool $tool 0"
+      fi
+      ;;
+    *)
+      if command -v -- "$tool" >/dev/null 2>&1; then
+        echo "tool $tool 1"
+      else
+        echo "tool $tool 0"
+      fi
+      ;;
+  esac
 done
 
 if [ "$tools_only" = 1 ]; then
@@ -83,6 +117,11 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   echo "nvidia-cc-end $status"
   # The CUDA version the driver supports, from nvidia-smi's banner ("CUDA Version: 12.4").
   echo "cuda_version $(nvidia-smi 2>/dev/null | awk '{for (i = 1; i + 2 <= NF; i++) if ($i == "CUDA" && $(i + 1) == "Version:") {print $(i + 2); exit}}')"
+fi
+# Facts the settings name (`facts:`): the caller defines acode_facts before this
+# script, each command an argument list quoted word by word.
+if command -v acode_facts >/dev/null 2>&1; then
+  acode_facts
 fi
 if [ -r /opt/rocm/.info/version ]; then
   echo "rocm_version $(head -n 1 /opt/rocm/.info/version 2>/dev/null)"

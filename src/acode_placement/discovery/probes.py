@@ -14,15 +14,16 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
+from acode_placement.discovery.facts import facts_script, read_facts
 from acode_placement.discovery.parse import ProbeOutputError, ProbeReport, parse_probe
-from acode_placement.models import AnyTarget, DiscoveryStatus
+from acode_placement.models import AnyTarget, DiscoveryStatus, FactSpec
 from acode_placement.telemetry import get_logger
 
 _log = get_logger("acode_placement.discovery")
@@ -91,11 +92,16 @@ class LocalProbe:
     """Runs the probe on this machine as a subprocess, in its own process group."""
 
     def __init__(
-        self, timeout: float = 3.0, workdir: Path | None = None, probe_script: str | None = None
+        self,
+        timeout: float = 3.0,
+        workdir: Path | None = None,
+        probe_script: str | None = None,
+        facts: Mapping[str, FactSpec] | None = None,
     ) -> None:
         self.timeout = timeout
         self.workdir = workdir
         self.probe_script = probe_script  # None: the shipped probe.sh
+        self.facts = dict(facts or {})  # the settings' custom facts
 
     async def probe(
         self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
@@ -103,7 +109,7 @@ class LocalProbe:
         if sys.platform == "win32":
             argv, stdin = powershell_arguments(tools, tools_only), b""
         else:
-            text = self.probe_script or script("probe.sh")
+            text = facts_script(self.facts) + (self.probe_script or script("probe.sh"))
             argv, stdin = sh_arguments(tools, tools_only), text.encode()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -132,7 +138,8 @@ class LocalProbe:
                 DiscoveryStatus.UNVERIFIED,
                 f"the probe exited with status {process.returncode}: {stderr}",
             )
-        return probe_report(out.decode(errors="replace"), "this machine", tools, tools_only)
+        report = probe_report(out.decode(errors="replace"), "this machine", tools, tools_only)
+        return read_facts(report, self.facts)
 
 
 async def _communicate(process: asyncio.subprocess.Process, stdin: bytes) -> tuple[bytes, bytes]:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from acode_placement.discovery.cache import CapabilityCache, Entry, Failure, fingerprint
 from acode_placement.discovery.compare import changes
+from acode_placement.discovery.facts import FactProber, coded_facts, load_fact_probers
 from acode_placement.discovery.parse import ProbeReport
 from acode_placement.discovery.probes import ProbeError, Prober
 from acode_placement.events import CapabilitiesChanged
@@ -33,6 +34,8 @@ from acode_placement.models import (
 from acode_placement.telemetry import get_logger
 
 _log = get_logger("acode_placement.discovery")
+# The kinds whose full probes the fact plug-ins complete (EC2 types have no host yet).
+_FACT_KINDS = frozenset({TargetKind.LOCAL, TargetKind.SSH})
 
 # Asked about on every full probe, so that most tasks find their tools cached.
 COMMON_TOOLS = frozenset(
@@ -106,8 +109,14 @@ class Discovery:
         concurrency: int = 32,
         retry_after: timedelta = timedelta(seconds=30),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fact_probers: Sequence[tuple[str, FactProber]] | None = None,
+        fact_timeout: float = 3.0,
     ) -> None:
         self.probers = dict(probers)
+        # Plug-ins that add facts after a full probe of a local or SSH target; None:
+        # those installed (`acode_placement.facts` entry points), found on first use.
+        self.fact_probers = None if fact_probers is None else list(fact_probers)
+        self.fact_timeout = fact_timeout
         self.cache = cache or CapabilityCache()
         self.ttl = ttl
         self.concurrency = concurrency
@@ -259,9 +268,14 @@ class Discovery:
     async def _probe(self, job: _Job) -> ProbeReport:
         """The prober's report; any failure of it (a plug-in's bug included) as ProbeError."""
         try:
-            return await self.probers[job.target.kind].probe(
+            report = await self.probers[job.target.kind].probe(
                 job.target, job.tools, tools_only=job.tools_only
             )
+            if job.target.kind in _FACT_KINDS and not job.tools_only:
+                if self.fact_probers is None:
+                    self.fact_probers = load_fact_probers()
+                report = await coded_facts(self.fact_probers, job.target, report, self.fact_timeout)
+            return report
         except ProbeError:
             raise
         except Exception as exc:  # a prober must never break discovery
@@ -290,7 +304,11 @@ class Discovery:
         if job.tools_only:
             if before is None:
                 return  # the hardware entry vanished meanwhile; the next probe redoes it
-            entry = before.with_tools(report.capabilities.tools, report.tools_checked)
+            entry = before.with_tools(
+                report.capabilities.tools,
+                report.tools_checked,
+                report.capabilities.tool_versions,
+            )
         else:
             caps = report.capabilities.model_copy(update={"discovered_at": at})
             entry = Entry(fingerprint(target), caps, report.tools_checked, at, report.notes)

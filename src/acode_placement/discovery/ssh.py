@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncssh
 
+from acode_placement.discovery.facts import facts_script, read_facts
 from acode_placement.discovery.parse import ProbeReport
 from acode_placement.discovery.probes import (
     ProbeError,
@@ -21,7 +23,7 @@ from acode_placement.discovery.probes import (
     script,
     sh_arguments,
 )
-from acode_placement.models import OS, AnyTarget, DiscoveryStatus, SshTarget
+from acode_placement.models import OS, AnyTarget, DiscoveryStatus, FactSpec, SshTarget
 from acode_placement.safe import UnsafeFileError, read_regular
 from acode_placement.telemetry import get_logger
 
@@ -44,10 +46,12 @@ class SshProbe:
         timeout: float = 3.0,
         known_hosts: Path | None = None,
         accept_new_host_keys: bool = False,
+        facts: Mapping[str, FactSpec] | None = None,
     ) -> None:
         self.timeout = timeout
         self.known_hosts = known_hosts or Path("~/.ssh/known_hosts").expanduser()
         self.accept_new_host_keys = accept_new_host_keys
+        self.facts = dict(facts or {})  # the settings' custom facts
 
     async def probe(
         self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
@@ -58,7 +62,8 @@ class SshProbe:
         if windows:
             command, stdin = shlex.join(powershell_arguments(tools, tools_only)), ""
         else:
-            command, stdin = shlex.join(sh_arguments(tools, tools_only)), script("probe.sh")
+            stdin = facts_script(self.facts) + script("probe.sh")
+            command = shlex.join(sh_arguments(tools, tools_only))
         where = f"{target.host}:{target.port}"
         keys = _identity(target, where)
         stage = "connect"
@@ -99,7 +104,7 @@ class SshProbe:
                 f"{where}: the probe exited with status {status}: {last_words(stderr)}",
             )
         stdout = result.stdout if isinstance(result.stdout, str) else ""
-        return probe_report(stdout, where, tools, tools_only)
+        return read_facts(probe_report(stdout, where, tools, tools_only), self.facts)
 
     def _options(self, target: SshTarget, keys: list[asyncssh.SSHKey] | None) -> dict[str, object]:
         options: dict[str, object] = {

@@ -63,6 +63,7 @@ from acode_placement.models.results import (
     share_met,
 )
 from acode_placement.models.settings import (
+    FactSpec,
     PlacementOptions,
     PlacementSettings,
 )
@@ -80,10 +81,13 @@ from acode_placement.models.targets import (
     Target,
 )
 from acode_placement.models.task import (
+    VERSION_OF,
     GpuRequirement,
     Preferences,
     Task,
     TaskRequirements,
+    ToolWanted,
+    tool_name,
 )
 
 __all__ = [
@@ -94,6 +98,7 @@ __all__ = [
     "MAX_SETTING_MINUTES",
     "OS",
     "TOOL_NAME_PATTERN",
+    "VERSION_OF",
     "AnyTarget",
     "Arch",
     "Attempt",
@@ -108,6 +113,7 @@ __all__ = [
     "DiscoveryStatus",
     "Ec2Target",
     "Every",
+    "FactSpec",
     "FamilyName",
     "Flag",
     "GpuInfo",
@@ -150,6 +156,8 @@ __all__ = [
     "TaskRequirements",
     "TieBreaker",
     "ToolName",
+    "ToolWanted",
     "Usage",
     "share_met",
+    "tool_name",
 ]

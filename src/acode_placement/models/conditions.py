@@ -99,9 +99,9 @@ class Condition(Model):
             ("regex", self.regex),
         )
 
-    @property
+    @functools.cached_property
     def operator(self) -> tuple[str, Any]:
-        """The one operator given, with its value."""
+        """The one operator given, with its value (found once: asked of every target)."""
         return next((name, value) for name, value in self.operands() if value is not None)
 
 

@@ -44,6 +44,8 @@ class CheckKind(enum.StrEnum):
     GPU_DRIVER = "gpuDriver"
     GPU_CUDA = "gpuCuda"
     TOOL = "tool"
+    TOOL_VERSION = "toolVersion"
+    TOOL_VERSION_UNKNOWN = "toolVersionUnknown"
     OS = "os"
     ARCH = "arch"
     NETWORK = "network"

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import (
-    Field,
-)
+from pydantic import AfterValidator, Field
 
 from acode_placement.models.base import (
     MAX_SETTING_MINUTES,
@@ -27,6 +25,34 @@ from acode_placement.models.base import (
     Seconds,
     TieBreaker,
 )
+from acode_placement.models.conditions import Pattern
+
+
+def _argument(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("control characters are not allowed in a command")
+    return value
+
+
+def _program(command: tuple[str, ...]) -> tuple[str, ...]:
+    if command and command[0].startswith("-"):
+        raise ValueError("the command's first word is the program: it cannot start with '-'")
+    return command
+
+
+Argument = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_argument)]
+FactName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+
+
+class FactSpec(Model):
+    """A fact to discover on local and SSH targets: `command` is run as an argument
+    list (never a shell string) and `pattern` (RE2) is searched in what it prints;
+    its first group, or the whole match, is the fact's value."""
+
+    command: Annotated[
+        tuple[Argument, ...], Field(min_length=1, max_length=32), AfterValidator(_program)
+    ]
+    pattern: Pattern
 
 
 class PlacementSettings(Model):
@@ -43,6 +69,10 @@ class PlacementSettings(Model):
         default=5.0, description="seconds a decision waits for discovery at most"
     )
     probe_timeout: Seconds = Field(default=3.0, description="seconds for one probe of a target")
+    facts: Annotated[dict[FactName, FactSpec], Field(max_length=64)] = Field(
+        default_factory=dict,
+        description="custom facts discovered on local and SSH targets (never set by a task)",
+    )
     discovery_concurrency: Annotated[Count, Field(le=1024)] = Field(
         default=32, description="targets probed at once"
     )

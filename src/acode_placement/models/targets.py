@@ -66,6 +66,9 @@ class Capabilities(Model):
     disk_gb: NonNegative | None = None
     gpu: GpuInfo | None = None
     tools: tuple[ToolName, ...] = ()
+    tool_versions: dict[ToolName, VersionText] = Field(
+        default_factory=dict, description="the version each tool states (`TOOL --version`)"
+    )
     os: OS | None = None
     arch: Arch | None = None
     network: Flag | None = None
@@ -82,6 +85,7 @@ class Capabilities(Model):
         if "tools" in mine or "tools" in base:
             mine["tools"] = tuple(sorted({*base.get("tools", ()), *mine.get("tools", ())}))
         mine["custom"] = {**base.get("custom", {}), **mine.get("custom", {})}
+        mine["tool_versions"] = {**base.get("tool_versions", {}), **mine.get("tool_versions", {})}
         return Capabilities.model_validate({**base, **mine})
 
 

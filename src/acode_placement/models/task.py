@@ -6,11 +6,9 @@ words, are declared once per kind in `rules.builtin`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import (
-    Field,
-)
+from pydantic import BeforeValidator, Field, ValidationError
 
 from acode_placement.models.base import (
     OS,
@@ -46,6 +44,52 @@ class GpuRequirement(Model):
     )
 
 
+# Asked of discovery beside a tool's name when a task needs its version: never a
+# tool name (':' is not allowed in one), so the probe and the cache tell them apart.
+VERSION_OF = "version:"
+
+
+class ToolWanted(Model):
+    """A tool with a version requirement: `{name: python3, version: ">=3.11"}`."""
+
+    name: ToolName
+    version: VersionSpec
+
+
+def _tool_entry(value: Any) -> Any:
+    """A mapping becomes a `ToolWanted`, with a one-line error naming what is wrong."""
+    if not isinstance(value, dict):
+        return value
+    try:
+        return ToolWanted.model_validate(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # an unknown key first: it often explains a missing one (`versoin` for `version`)
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        where = ".".join(str(part) for part in error["loc"]) or "tool"
+        if error["type"] == "extra_forbidden":
+            text = "unknown key (a tool is a name or {name, version})"
+        elif error["type"] == "missing":
+            text = "missing required key (a tool is a name or {name, version})"
+        else:
+            text = str((error.get("ctx") or {}).get("error", error["msg"]))
+        raise ValueError(f"{where}: {text[0].lower()}{text[1:]}") from None
+
+
+ToolEntry = Annotated[ToolName | ToolWanted, BeforeValidator(_tool_entry)]
+
+
+def tool_name(entry: str | ToolWanted) -> str:
+    return entry if isinstance(entry, str) else entry.name
+
+
+def _asked_of_discovery(entries: tuple[str | ToolWanted, ...]) -> set[str]:
+    """Each tool's name, and `version:NAME` for each whose version is wanted."""
+    asked = {tool_name(entry) for entry in entries}
+    asked.update(VERSION_OF + e.name for e in entries if isinstance(e, ToolWanted))
+    return asked
+
+
 class Preferences(Model):
     """Soft wishes: each one met raises a target's score; none ever excludes it."""
 
@@ -53,7 +97,7 @@ class Preferences(Model):
     memory_gb: NonNegative | None = None
     disk_gb: NonNegative | None = None
     gpu: GpuRequirement | None = None
-    tools: tuple[ToolName, ...] = ()
+    tools: tuple[ToolEntry, ...] = ()
     os: OS | None = None
     arch: Arch | None = None
     custom: dict[str, CustomValue] = Field(default_factory=dict)
@@ -68,7 +112,7 @@ class TaskRequirements(Model):
     memory_gb: NonNegative | None = None
     disk_gb: NonNegative | None = Field(default=None, description="free disk, >=")
     gpu: GpuRequirement | None = None
-    tools: tuple[ToolName, ...] = ()
+    tools: tuple[ToolEntry, ...] = ()
     os: OS | None = None
     arch: Arch | None = None
     network: Flag | None = Field(default=None, description="needs outbound network")
@@ -85,9 +129,10 @@ class TaskRequirements(Model):
         return self.gpu is not None and self.gpu.required
 
     def wanted_tools(self) -> frozenset[str]:
-        """Every tool named as a requirement or a preference."""
+        """What discovery is asked: every tool named as a requirement or a preference,
+        and `version:NAME` for each whose version is wanted."""
         prefs = self.preferences.tools if self.preferences else ()
-        return frozenset(self.tools) | frozenset(prefs)
+        return frozenset(_asked_of_discovery(self.tools) | _asked_of_discovery(prefs))
 
 
 class Task(Model):

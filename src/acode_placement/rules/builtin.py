@@ -33,6 +33,7 @@ from acode_placement.rules.base import Compare, Each, Group, Rule, Values, capab
 from acode_placement.rules.conditions import holds, number_of, satisfies, version_of
 from acode_placement.rules.kinds import Kind
 from acode_placement.rules.selectors import Avoids, Selects, canonical, model_matches
+from acode_placement.rules.tools import Tools
 
 if TYPE_CHECKING:
     from acode_placement.columns import FleetColumns
@@ -260,6 +261,21 @@ TOOL = _kind(
     "missing tools",
     severity=1,
 )
+TOOL_VERSION = _kind(
+    CheckKind.TOOL_VERSION,
+    lambda check: (
+        f"{check.key} {check.offered} {'satisfies' if check.ok else 'does not satisfy'}"
+        f" {check.wanted}"
+    ),
+    _version_cause("tool"),
+    severity=1,
+)
+TOOL_VERSION_UNKNOWN = _kind(
+    CheckKind.TOOL_VERSION_UNKNOWN,
+    lambda check: f"{check.key} version unknown (needs {check.wanted})",
+    "tool version unknown",
+    severity=1,
+)
 OS = _kind(CheckKind.OS, _equal("os"), "wrong os", severity=2)
 ARCH = _kind(CheckKind.ARCH, _equal("arch"), "wrong arch", severity=2)
 NETWORK = _kind(CheckKind.NETWORK, _network_words, "no network", severity=1)
@@ -450,13 +466,12 @@ RULES: tuple[Rule, ...] = (
             _satisfies(GPU_CUDA, "cuda"),
         ),
     ),
-    Each(
+    Tools(
         TOOL,
-        items=lambda req, options: ((tool, tool) for tool in req.tools),
-        wished=lambda prefs: ((tool, tool) for tool in prefs.tools),
-        offered=lambda key, target, caps: caps.tools,
-        test=lambda tools, tool: tools is not None and tool in tools,
-        shared=True,
+        TOOL_VERSION,
+        TOOL_VERSION_UNKNOWN,
+        wanted=lambda req: req.tools,
+        wished=lambda prefs: prefs.tools,
     ),
     _equals(OS, "os"),
     _equals(ARCH, "arch"),

@@ -100,5 +100,10 @@ def holds(wanted: Scalar | Condition, offered: Scalar | None) -> bool:
 
 
 def texts(values: tuple[Scalar, ...]) -> frozenset[str]:
-    """The values as text (not cached: a cache would take (1,) and (True,) as one)."""
-    return frozenset(canonical(value) for value in values)
+    """The values as text, kept per values told apart by type ((1,) is not (True,))."""
+    return _texts(tuple((type(value), value) for value in values))
+
+
+@functools.lru_cache(maxsize=1024)
+def _texts(typed: tuple[tuple[type, Scalar], ...]) -> frozenset[str]:
+    return frozenset(canonical(value) for _, value in typed)
