@@ -616,3 +616,45 @@ def test_the_probe_output_carries_every_version() -> None:
     assert caps.custom == {"kernel": "6.8.0-1015-aws", "glibc": "2.39"}
     assert "rocm_version 'not-a-version!' is not a version" in report.notes
     assert report.facts == {"cudaToolkit": "Cuda compilation tools, release 12.6, V12.6.77"}
+
+
+RECORDED = FIXTURES / "gpu" / "recorded-public"
+
+
+@pytest.mark.parametrize(
+    ("recording", "expected"),
+    [
+        pytest.param("triton-8070-query.csv", {0: 7.0, 1: 8.9}, id="two-gpus-any-column-order"),
+        pytest.param("snaps-128-compute-cap.csv", {0: 8.9}, id="no-index-column"),
+        pytest.param("snaps-128-refused.txt", {}, id="a-driver-without-the-field"),
+    ],
+)
+def test_compute_capability_from_recorded_outputs(
+    recording: str, expected: dict[int, float]
+) -> None:
+    from acode_placement.discovery.gpus import parse_compute_capabilities
+
+    assert parse_compute_capabilities((RECORDED / recording).read_text()) == expected
+
+
+@pytest.mark.parametrize(
+    ("banner", "driver", "cuda"),
+    [
+        ("snaps-128-banner.txt", "570.133.07", "12.8"),
+        ("dfdx-619-banner.txt", "525.89.02", "12.0"),
+    ],
+)
+def test_the_cuda_version_from_recorded_banners(
+    nvidia_smi: Any, banner: str, driver: str, cuda: str
+) -> None:
+    """The probe's own awk reads the banner nvidia-smi printed on those machines."""
+    nvidia_smi(
+        f"0, NVIDIA GeForce RTX 4090, 24564, {driver}",
+        RECORDED / banner,
+        RECORDED / "snaps-128-compute-cap.csv",
+        0,
+    )
+    report = asyncio.run(LocalProbe(10.0).probe(LocalTarget(id="local"), frozenset()))
+    gpu = report.capabilities.gpu
+    assert gpu is not None
+    assert (gpu.driver, gpu.cuda, gpu.compute_capability) == (driver, cuda, 8.9)

@@ -69,11 +69,25 @@ def parse_nvidia_smi(text: str, capabilities: dict[int, float] | None = None) ->
 
 
 def parse_compute_capabilities(text: str) -> dict[int, float]:
-    """`nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader`: each GPU's
-    compute capability (drivers before 510 know no such field: nothing is known)."""
+    """`nvidia-smi --query-gpu=index,compute_cap --format=csv`: each GPU's compute
+    capability, by its index. Columns are found by the header's names (in any order;
+    without an index column, rows count from 0); without a header, `index, cc`.
+    Drivers before 510 know no such field: nothing is known."""
+    rows = [[part.strip() for part in line.split(",")] for line in text.splitlines()]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return {}
+    header = [name.lower() for name in rows[0]]
+    if "compute_cap" in header:
+        cc_at = header.index("compute_cap")
+        index_at = header.index("index") if "index" in header else None
+        rows = rows[1:]
+    else:
+        cc_at, index_at = 1, 0
     found: dict[int, float] = {}
-    for line in text.splitlines():
-        index, _, value = (part.strip() for part in line.partition(","))
+    for number, row in enumerate(rows):
+        index = str(number) if index_at is None else (row[index_at] if index_at < len(row) else "")
+        value = row[cc_at] if cc_at < len(row) else ""
         if index.isdigit() and len(index) <= 4 and _CAPABILITY.match(value):
             found[int(index)] = float(value)
     return found

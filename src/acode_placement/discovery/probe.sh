@@ -112,7 +112,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   echo "nvidia-smi-end $status"
   # Compute capabilities: a field drivers before 510 do not know, so a query of its own.
   echo "nvidia-cc-begin"
-  nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader 2>&1
+  nvidia-smi --query-gpu=index,compute_cap --format=csv 2>&1
   status=$?
   echo "nvidia-cc-end $status"
   # The CUDA version the driver supports, from nvidia-smi's banner ("CUDA Version: 12.4").
