@@ -100,7 +100,10 @@ class TestRecordedMachines:
         caps = parse_probe(probe_output("macos-arm64.txt")).capabilities
         assert (caps.os, caps.arch, caps.cpu, caps.memory_gb) == ("macos", "arm64", 12, 32)
         assert caps.gpu is not None
-        assert (caps.gpu.type, caps.gpu.model, caps.gpu.vram_gb) == ("apple", "Apple M2 Pro", None)
+        # Apple silicon's GPU has no memory of its own: it offers the system's, unified
+        gpu = caps.gpu
+        assert (gpu.type, gpu.model, gpu.unified) == ("apple", "Apple M2 Pro", True)
+        assert gpu.vram_gb == caps.memory_gb == 32.0
 
     def test_windows_powershell_output_with_crlf(self) -> None:
         caps = parse_probe(probe_output("windows-x64-rtx3060.txt")).capabilities
@@ -118,14 +121,16 @@ class TestRecordedMachines:
             " communicate with the NVIDIA driver....",
         )
 
-    def test_mixed_gpus_offer_the_largest_kind_and_name_the_rest(self) -> None:
+    def test_mixed_gpus_offer_every_kind_the_largest_first(self) -> None:
         report = parse_probe(probe_output("linux-mixed-gpus.txt"))
-        gpu = report.capabilities.gpu
+        caps = report.capabilities
+        gpu = caps.gpu
         assert gpu is not None and (gpu.model, gpu.count) == ("NVIDIA GeForce RTX 4090", 2)
-        assert report.notes == (
-            "also 1x NVIDIA GeForce RTX 3060 12 GB (only the largest kind of GPU is offered"
-            " to tasks)",
-        )
+        assert [(k.model, k.vram_gb, k.count) for k in caps.gpus] == [
+            ("NVIDIA GeForce RTX 4090", 24.0, 2),
+            ("NVIDIA GeForce RTX 3060", 12.0, 1),
+        ]
+        assert report.notes == ()
 
     def test_tools_only_output(self) -> None:
         report = parse_probe(probe_output("tools-only.txt"))
@@ -208,7 +213,7 @@ class TestGpuNumbers:
         ]
 
     def test_no_gpus_summarise_to_none(self) -> None:
-        assert summarise_gpus([]) == (None, [])
+        assert summarise_gpus([]) == (None, ())
 
 
 def run_probe(argv: list[str], cwd: Path | None = None) -> str:

@@ -45,6 +45,10 @@ gpus = st.one_of(
 capabilities = st.builds(
     Capabilities,
     cpu=st.one_of(st.none(), st.integers(1, 128)),
+    # several kinds of GPU device (MIG instances, mixed cards), seen pooled per task
+    gpus=st.one_of(
+        st.just(()), st.lists(gpus.filter(lambda g: g is not None), min_size=2, max_size=3)
+    ).map(tuple),
     memory_gb=st.one_of(st.none(), st.sampled_from([2, 8, 16, 64, 512])),
     disk_gb=st.one_of(st.none(), st.sampled_from([10, 100, 1000])),
     gpu=gpus,

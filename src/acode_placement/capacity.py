@@ -17,6 +17,7 @@ from acode_placement.models import (
     Capacity,
     Check,
     CheckKind,
+    GpuInfo,
     Resources,
     TaskRequirements,
     Usage,
@@ -38,7 +39,7 @@ def capacity_of(target: AnyTarget, caps: Capabilities) -> Capacity:
     return Capacity(
         cpu=caps.cpu,
         memory_gb=caps.memory_gb,
-        gpus=caps.gpu.count if caps.gpu is not None else None,
+        gpus=_devices(caps),
         max_tasks=target.max_concurrent_tasks,
     )
 
@@ -58,7 +59,27 @@ def free(caps: Capabilities, capacity: Capacity, usage: Usage) -> Capabilities:
         update["memory_gb"] = round(max(0.0, capacity.memory_gb - usage.memory_gb), 3)
     if caps.gpu is not None and capacity.gpus is not None:
         update["gpu"] = caps.gpu.model_copy(update={"count": max(0.0, capacity.gpus - usage.gpus)})
+        if len(caps.gpus) > 1:  # several kinds: what is held is taken off the largest first
+            update["gpus"], update["gpu"] = _take(caps.gpus, usage.gpus)
     return caps.model_copy(update=update) if update else caps
+
+
+def _devices(caps: Capabilities) -> float | None:
+    """GPU devices in all: of every kind when there are several."""
+    if len(caps.gpus) > 1:
+        return sum(kind.count for kind in caps.gpus)
+    return caps.gpu.count if caps.gpu is not None else None
+
+
+def _take(kinds: tuple[GpuInfo, ...], held: float) -> tuple[tuple[GpuInfo, ...], GpuInfo]:
+    """The kinds with `held` devices taken off, the first (the largest) first.
+    Reservations count devices, not which ones: this is the cautious reading."""
+    left: list[GpuInfo] = []
+    for kind in kinds:
+        taken = min(kind.count, held)
+        held -= taken
+        left.append(kind.model_copy(update={"count": kind.count - taken}))
+    return tuple(left), left[0]
 
 
 def unfree(caps: Capabilities, usage: Usage) -> Capabilities:

@@ -27,6 +27,11 @@ _DIGITS = 20  # a whole number longer than this is no machine's size
 # A version as a driver or a toolkit writes it (535.104.05, 12.4, 6.0.2-115).
 VERSION = re.compile(r"^[0-9][0-9A-Za-z.+_-]{0,63}$")
 _CAPABILITY = re.compile(r"^\d{1,2}\.\d{1,2}$")
+_LISTED_GPU = re.compile(r"^GPU (\d{1,4}): ")
+_LISTED_MIG = re.compile(r"^\s+MIG (\S+)\s+Device\s+\d+:")
+# A MIG profile: compute slices and memory (`3g.40gb`), maybe with extras (`+me`).
+_PROFILE = re.compile(r"^(\d{1,2})g\.(\d{1,4})gb(?:\+[a-z]{1,8})?$")
+_MAX_LIST = 4096  # lines of `nvidia-smi -L` read
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,7 @@ class Gpu:
     vram_gb: float | None
     driver: str | None = None
     compute_capability: float | None = None
+    mig: str | None = None  # a MIG instance of this profile (3g.40gb), not a whole GPU
 
 
 def vram_from_mib(mib: float) -> float:
@@ -49,11 +55,17 @@ def vram_from_mib(mib: float) -> float:
     return round(gib, 1)
 
 
-def parse_nvidia_smi(text: str, capabilities: dict[int, float] | None = None) -> list[Gpu]:
+def parse_nvidia_smi(
+    text: str,
+    capabilities: dict[int, float] | None = None,
+    mig: dict[int, list[str]] | None = None,
+) -> list[Gpu]:
     """`nvidia-smi --query-gpu=index,name,memory.total[,driver_version,...]
     --format=csv,noheader,nounits`, with each index's compute capability when known
-    (`parse_compute_capabilities`)."""
+    (`parse_compute_capabilities`). A GPU split into MIG instances (`parse_mig`) is
+    offered as its instances, each with its profile's memory, never whole."""
     known = capabilities or {}
+    split = mig or {}
     gpus = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -64,8 +76,32 @@ def parse_nvidia_smi(text: str, capabilities: dict[int, float] | None = None) ->
         mib = fields[2]
         vram = vram_from_mib(float(mib)) if _NUMBER.match(mib) and len(mib) <= _DIGITS else None
         driver = fields[3] if len(fields) > 3 and VERSION.match(fields[3]) else None
-        gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram, driver, known.get(int(fields[0]))))
+        index = int(fields[0]) if len(fields[0]) <= 4 else -1
+        cc = known.get(index)
+        for profile in split.get(index, []):
+            size = float(_PROFILE.match(profile).group(2))  # type: ignore[union-attr]
+            base = profile.split("+", 1)[0]
+            gpus.append(Gpu(GpuVendor.NVIDIA, f"{fields[1]} MIG {profile}", size, driver, cc, base))
+        if index not in split:
+            gpus.append(Gpu(GpuVendor.NVIDIA, fields[1], vram, driver, cc))
     return gpus
+
+
+def parse_mig(text: str) -> dict[int, list[str]]:
+    """`nvidia-smi -L`: the MIG profile of each instance each GPU is split into
+    (`  MIG 3g.40gb     Device  0: (UUID: MIG-...)` under `GPU 0: ...`); GPUs not
+    in MIG mode are absent."""
+    found: dict[int, list[str]] = {}
+    gpu: int | None = None
+    for line in text.splitlines()[:_MAX_LIST]:
+        whole = _LISTED_GPU.match(line)
+        if whole is not None:
+            gpu = int(whole.group(1))
+            continue
+        instance = _LISTED_MIG.match(line)
+        if instance is not None and gpu is not None and _PROFILE.match(instance.group(1)):
+            found.setdefault(gpu, []).append(instance.group(1))
+    return found
 
 
 def parse_compute_capabilities(text: str) -> dict[int, float]:
@@ -133,30 +169,32 @@ def apple_gpu(chip: str) -> list[Gpu]:
     return [Gpu(GpuVendor.APPLE, chip, None)]
 
 
-def summarise_gpus(gpus: list[Gpu], cuda: str | None = None) -> tuple[GpuInfo | None, list[str]]:
-    """One `GpuInfo` for the capabilities: the largest kind, with its count, its
-    driver and compute capability, and the CUDA version the driver supports.
-
-    A machine with GPUs of two kinds offers the larger one to tasks (a task
-    asking for two GPUs gets two of one kind); the others are named in a note.
-    """
+def summarise_gpus(
+    gpus: list[Gpu], cuda: str | None = None, system_memory: float | None = None
+) -> tuple[GpuInfo | None, tuple[GpuInfo, ...]]:
+    """The GPUs as capabilities: the largest kind (`gpu`) and, when there are several
+    kinds (mixed cards, MIG instances), every kind (`gpus`), largest first. Each kind
+    carries its count, driver, compute capability and the CUDA version the driver
+    supports. A GPU that reports no memory of its own (Apple silicon, a GB10's
+    `[N/A]`) addresses the system's: it offers that, marked unified."""
     if not gpus:
-        return None, []
+        return None, ()
     groups = Counter(gpus)
-    best = max(groups, key=lambda g: (g.vram_gb or 0.0, groups[g], g.model))
-    info = GpuInfo(
-        type=best.vendor,
-        model=best.model,
-        vram_gb=best.vram_gb,
-        count=groups[best],
-        compute_capability=best.compute_capability,
-        driver=best.driver,
-        cuda=cuda if best.vendor is GpuVendor.NVIDIA else None,
+    kinds = sorted(groups, key=lambda g: (-(g.vram_gb or 0.0), -groups[g], g.model))
+    infos = tuple(_info(kind, groups[kind], cuda, system_memory) for kind in kinds)
+    return infos[0], infos if len(infos) > 1 else ()
+
+
+def _info(gpu: Gpu, count: int, cuda: str | None, system_memory: float | None) -> GpuInfo:
+    unified = gpu.vram_gb is None and gpu.mig is None and system_memory is not None
+    return GpuInfo(
+        type=gpu.vendor,
+        model=gpu.model,
+        vram_gb=system_memory if unified else gpu.vram_gb,
+        count=count,
+        mig=gpu.mig,
+        unified=unified,
+        compute_capability=gpu.compute_capability,
+        driver=gpu.driver,
+        cuda=cuda if gpu.vendor is GpuVendor.NVIDIA else None,
     )
-    notes = [
-        f"also {n}x {g.model}{f' {g.vram_gb:g} GB' if g.vram_gb is not None else ''}"
-        " (only the largest kind of GPU is offered to tasks)"
-        for g, n in groups.items()
-        if g != best
-    ]
-    return info, notes

@@ -21,6 +21,7 @@ from acode_placement.discovery.gpus import (
     ProbeOutputError,
     apple_gpu,
     parse_compute_capabilities,
+    parse_mig,
     parse_nvidia_smi,
     parse_rocm_smi,
     summarise_gpus,
@@ -38,6 +39,7 @@ __all__ = [
     "normalise_arch",
     "normalise_os",
     "parse_compute_capabilities",
+    "parse_mig",
     "parse_nvidia_smi",
     "parse_probe",
     "parse_rocm_smi",
@@ -59,7 +61,8 @@ _ARCH = {
     "aarch64": Arch.ARM64,
     "armv8l": Arch.ARM64,
 }
-_BLOCKS = ("nvidia-smi", "nvidia-cc", "rocm-smi")
+_BLOCKS = ("nvidia-smi", "nvidia-cc", "nvidia-list", "rocm-smi")
+_ASIDE = ("nvidia-cc", "nvidia-list")  # read alongside nvidia-smi's own block
 # Versions a probe reports, offered as custom capabilities a task can match
 # (`custom: {kernel: {version: ">=5.15"}}`).
 _VERSIONS = {"kernel": "kernel", "glibc": "glibc", "rocm_version": "rocm"}
@@ -272,8 +275,6 @@ def _report(
     gpus = _gpus(blocks, notes)
     if not gpus and arch is Arch.ARM64 and os_name is OS.MACOS:
         gpus.extend(apple_gpu(values.get("chip", "")))
-    gpu, more = summarise_gpus(gpus, _version(values, "cuda_version", notes))
-    notes.extend(more)
     custom = {
         name: version
         for key, name in _VERSIONS.items()
@@ -283,11 +284,15 @@ def _report(
     cpu = _bounded("cpu", _count(values, "cpu"), MAX_CPUS, "CPUs")
     memory = _size(values, "mem_kb", _KIB_PER_GIB) or _size(values, "mem_bytes", _BYTES_PER_GIB)
     disk = _size(values, "disk_kb", _KIB_PER_GIB) or _size(values, "disk_bytes", _BYTES_PER_GIB)
+    memory = _bounded("memory", memory, MAX_MEMORY_GB, "GB")
+    cuda = _version(values, "cuda_version", notes)
+    gpu, kinds = summarise_gpus(gpus, cuda, memory)
     caps = Capabilities(
         cpu=cpu,
-        memory_gb=_bounded("memory", memory, MAX_MEMORY_GB, "GB"),
+        memory_gb=memory,
         disk_gb=_bounded("disk", disk, MAX_DISK_GB, "GB"),
         gpu=gpu,
+        gpus=kinds,
         tools=found,
         tool_versions=stated,
         os=os_name,
@@ -310,9 +315,11 @@ def _gpus(blocks: dict[str, tuple[list[str], int | None]], notes: list[str]) -> 
     elif cc is not None:
         shown = _shorten("\n".join(cc[0])) or "no output"
         notes.append(f"compute capability not reported (exit {cc[1]}): {shown}")
+    listed = blocks.get("nvidia-list")
+    mig = parse_mig("\n".join(listed[0])) if listed is not None and listed[1] == 0 else {}
     gpus: list[Gpu] = []
     for name, (body, status) in blocks.items():
-        if name == "nvidia-cc":
+        if name in _ASIDE:
             continue
         text = "\n".join(body).strip()
         if status != 0:
@@ -320,7 +327,7 @@ def _gpus(blocks: dict[str, tuple[list[str], int | None]], notes: list[str]) -> 
             continue
         try:
             if name == "nvidia-smi":
-                gpus.extend(parse_nvidia_smi(text, capabilities))
+                gpus.extend(parse_nvidia_smi(text, capabilities, mig))
             else:
                 gpus.extend(parse_rocm_smi(text))
         except ProbeOutputError as exc:

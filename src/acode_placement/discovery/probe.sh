@@ -115,6 +115,11 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=index,compute_cap --format=csv 2>&1
   status=$?
   echo "nvidia-cc-end $status"
+  # GPUs split into MIG instances list them under their GPU ("  MIG 3g.40gb  Device 0:").
+  echo "nvidia-list-begin"
+  nvidia-smi -L 2>&1
+  status=$?
+  echo "nvidia-list-end $status"
   # The CUDA version the driver supports, from nvidia-smi's banner ("CUDA Version: 12.4").
   echo "cuda_version $(nvidia-smi 2>/dev/null | awk '{for (i = 1; i + 2 <= NF; i++) if ($i == "CUDA" && $(i + 1) == "Version:") {print $(i + 2); exit}}')"
 fi

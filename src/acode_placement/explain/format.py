@@ -4,7 +4,7 @@ of either, so both can use it."""
 
 from __future__ import annotations
 
-from acode_placement.models import GpuInfo, GpuRequirement
+from acode_placement.models import Capabilities, GpuInfo, GpuRequirement
 
 
 def num(value: object) -> str:
@@ -39,7 +39,15 @@ def gpu_text(gpu: object) -> str:
     count = num(gpu.count)
     model = gpu.model or gpu.type.value
     vram = f" {num(gpu.vram_gb)} GB" if gpu.vram_gb is not None else ""
-    return f"{count}x {model}{vram}"
+    shared = " unified" if gpu.unified else ""  # the system's memory, not its own
+    return f"{count}x {model}{vram}{shared}"
+
+
+def gpus_text(caps: Capabilities) -> str:
+    """Every kind of GPU device a target offers: `4x A100 MIG 1g.20gb 20 GB + 3x A100 80 GB`."""
+    if len(caps.gpus) > 1:
+        return " + ".join(gpu_text(kind) for kind in caps.gpus)
+    return gpu_text(caps.gpu)
 
 
 def gpu_wish(gpu: GpuRequirement) -> str:

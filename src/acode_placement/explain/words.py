@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
-from acode_placement.explain.format import gpu_text, money, num
+from acode_placement.explain.format import gpus_text, money, num
 from acode_placement.models import (
     Check,
     CheckKind,
@@ -178,7 +178,7 @@ def hardware_text(ts: TargetScore) -> str:
     if caps.memory_gb is not None:
         parts.append(f"{num(caps.memory_gb)} GB")
     if caps.gpu is not None and caps.gpu.count > 0:
-        parts.append(gpu_text(caps.gpu))
+        parts.append(gpus_text(caps))
     return ", ".join(parts) or "capabilities unknown"
 
 

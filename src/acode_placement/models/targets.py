@@ -52,6 +52,12 @@ class GpuInfo(Model):
     compute_capability: ComputeCapability | None = Field(
         default=None, description="NVIDIA compute capability (8.0, 9.0...)"
     )
+    mig: Annotated[str, Field(pattern=r"^[0-9]+g\.[0-9]+gb$")] | None = Field(
+        default=None, description="a MIG instance of this profile (3g.40gb), not a whole GPU"
+    )
+    unified: Flag = Field(
+        default=False, description="the GPU addresses the system's memory (vramGb is that)"
+    )
     driver: VersionText | None = Field(default=None, description="driver version: 535.104.05")
     cuda: VersionText | None = Field(
         default=None, description="CUDA version the driver supports: 12.4"
@@ -65,6 +71,11 @@ class Capabilities(Model):
     memory_gb: NonNegative | None = None
     disk_gb: NonNegative | None = None
     gpu: GpuInfo | None = None
+    gpus: tuple[GpuInfo, ...] = Field(
+        default=(),
+        description="every kind of GPU device when there are several (MIG instances, mixed"
+        " cards); `gpu` is then the largest kind",
+    )
     tools: tuple[ToolName, ...] = ()
     tool_versions: dict[ToolName, VersionText] = Field(
         default_factory=dict, description="the version each tool states (`TOOL --version`)"

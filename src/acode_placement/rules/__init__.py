@@ -12,13 +12,13 @@ from __future__ import annotations
 from acode_placement.rules.base import (
     Compare,
     Each,
-    Group,
     Rule,
     Values,
     capability,
     read,
     wished,
 )
+from acode_placement.rules.groups import Group, Pool
 from acode_placement.rules.kinds import Kind, kind_of
 from acode_placement.rules.selectors import Avoids, Selects, canonical, model_matches, selects
 from acode_placement.rules.table import Plan, plan_for, register, registered, rules, unregister
@@ -30,6 +30,7 @@ __all__ = [
     "Group",
     "Kind",
     "Plan",
+    "Pool",
     "Rule",
     "Selects",
     "Values",

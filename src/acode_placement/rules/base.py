@@ -12,9 +12,10 @@ derives the three ways a decision asks the question:
   applying the same comparison to a column of the offered values.
 
 Shapes: `Compare` (one wanted value against one offered value), `Each` (one check
-per item: tools, custom keys), `Group` (checks that mean something only when a
-thing is there at all: a GPU's type, model, memory and count); `selectors` adds
-`Selects` and `Avoids` (affinity and anti-affinity by target id and labels).
+per item: custom keys); `groups` adds `Group` (checks that mean something only when
+a thing is there at all: a GPU's type, model, memory and count), `selectors` adds
+`Selects` and `Avoids` (affinity and anti-affinity by target id and labels) and
+`tools` the tools rule.
 
 What must not live here: the declarations themselves (`rules.builtin`), prose
 (each kind's words are declared with it), NumPy (the column work is
@@ -318,76 +319,3 @@ class Each(Rule):
                 self.test, wanted, self.test(None, wanted)
             )
             out.append((self.kind.name, wanted, key, fails))
-
-
-class Group(Rule):
-    """Checks that mean something only when a thing is there at all.
-
-    Without it (`present` false), one mismatch of the group's own kind, wanted
-    `absent(wanted)`, offered 0; with it, each part's checks. The parts read their
-    wanted values from the group's (a GPU requirement), not from the task. As a wish
-    the group is one check: met when present and every part passes."""
-
-    def __init__(
-        self,
-        kind: Kind,
-        *,
-        wanted: Wanted,
-        present: Callable[[AnyTarget, Capabilities], bool],
-        absent: Callable[[Any], Any],
-        whole: Callable[[AnyTarget, Capabilities], Any],
-        parts: tuple[Rule, ...],
-        wished: Wished | None = None,
-    ) -> None:
-        self.kind = kind
-        self.wanted = wanted
-        self.present = present
-        self.absent = absent
-        self.whole = whole
-        self.parts = parts
-        self.wished = wished
-
-    def _asked(self, wanted: Any, options: PlacementOptions) -> Any:
-        if wanted is None:
-            return None
-        asked = tuple((p, a) for p in self.parts if (a := p.ask(wanted, options)) is not None)
-        return wanted, asked
-
-    def ask(self, source: Any, options: PlacementOptions) -> Any:
-        return self._asked(self.wanted(source, options), options)
-
-    def wish(self, prefs: Preferences, options: PlacementOptions) -> Any:
-        return None if self.wished is None else self._asked(self.wished(prefs), options)
-
-    def checks(
-        self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None
-    ) -> Iterator[Check]:
-        wanted, parts = ask
-        if not self.present(target, caps):
-            yield Check(self.kind.name, False, self.absent(wanted), 0)
-            return
-        for part, asked in parts:
-            yield from part.checks(asked, target, caps, cost)
-
-    def passes(self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None) -> bool:
-        if not self.present(target, caps):
-            return False
-        return all(part.passes(asked, target, caps, cost) for part, asked in ask[1])
-
-    def wish_checks(
-        self, ask: Any, target: AnyTarget, caps: Capabilities, cost: float | None
-    ) -> Iterator[Check]:
-        ok = self.passes(ask, target, caps, cost)
-        yield Check(self.kind.name, ok, ask[0], self.whole(target, caps))
-
-    def failing(self, ask: Any, fleet: FleetColumns, minutes: float, out: list[Failing]) -> None:
-        wanted, parts = ask
-        present = fleet.rows(self, None, self.present)
-        out.append((self.kind.name, self.absent(wanted), None, ~present))
-        mine: list[Failing] = []
-        for part, asked in parts:
-            part.failing(asked, fleet, minutes, mine)
-        out.extend((kind, shown, key, present & fails) for kind, shown, key, fails in mine)
-
-    def columnar(self, ask: Any) -> bool:
-        return all(part.columnar(asked) for part, asked in ask[1])
