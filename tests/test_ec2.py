@@ -157,7 +157,10 @@ class TestFaults:
             report = probe(Ec2Api(AwsApi.ON, timeout=0.5), "g5.xlarge")
             elapsed = time.perf_counter() - started
         (note,) = report.notes
-        assert note == f"EC2 API: {message}: capabilities from the shipped catalog"
+        assert note == (
+            f"EC2 API: {message}: capabilities from the shipped catalog, prices of 2026-01-21"
+        )
+        assert report.source == "catalog"
         assert report.capabilities.gpu.vram_gb == 24  # the catalog's 24576 MiB
         assert elapsed < 10
 
@@ -185,7 +188,8 @@ class TestFaults:
         report = probe(api, "g4dn.xlarge")
         assert time.perf_counter() - started < 2  # no instance-metadata wait
         assert report.notes == (
-            "EC2 API: no AWS credentials configured: capabilities from the shipped catalog",
+            "EC2 API: no AWS credentials configured: capabilities from the shipped catalog,"
+            " prices of 2026-01-21",
         )
         with pytest.raises(AwsApiError, match="no AWS credentials"):
             run(api.offered("us-east-1"))
@@ -524,6 +528,21 @@ class TestCommandLine:
         code, text, _ = cli("explain", task, "--targets", targets)
         assert code == 0 and "$1.006/h on demand, catalog 2026-01-21" in text
 
+    def test_catalog_facts_never_contradict_declared_tools(self, cli: Cli, tmp_path: Path) -> None:
+        """The catalog cannot see tools: a declared tool is not "declared but not found"."""
+        targets = tmp_path / "targets.yaml"
+        declared = {"tools": ["docker", "nvidia-smi"]}
+        fleet = [{"id": "g5", "type": "ec2", "instanceType": "g5.xlarge", "capabilities": declared}]
+        targets.write_text(yaml.safe_dump({"targets": fleet}))
+        for _ in range(2):  # probed, then from the cache file: the same
+            code, out = cli.json("discover", "--targets", targets)
+            (member,) = out["targets"]
+            assert code == 0 and member["status"] == "catalog"
+            assert member["contradictions"] == []
+            assert member["sources"]["tools"] == "declared"
+            assert member["sources"]["gpu"] == "catalog"
+            assert member["capabilities"]["tools"] == ["docker", "nvidia-smi"]
+
     def test_discover_a_fleet_member_by_id(self, cli: Cli, tmp_path: Path) -> None:
         targets = tmp_path / "targets.yaml"
         targets.write_text(
@@ -533,9 +552,14 @@ class TestCommandLine:
         assert code == 0
         (member,) = out["targets"]
         assert member["id"] == "b/g6.xlarge" and member["capabilities"]["gpu"]["model"] == "L4"
-        assert member["notes"] == [
-            "EC2 API: no AWS credentials configured: capabilities from the shipped catalog"
-        ]
+        catalog = (
+            "EC2 API: no AWS credentials configured: capabilities from the shipped catalog,"
+            " prices of 2026-01-21"
+        )
+        assert member["notes"] == [catalog]
+        # dated data, shown as what it is: never "fresh", never a tool "not found"
+        assert (member["status"], member["cause"]) == ("catalog", catalog)
+        assert member["contradictions"] == []
         code, out = cli.json("discover", "b", "--targets", targets)
         assert len(out["targets"]) > 3
 

@@ -286,7 +286,7 @@ class TestDiscoverCommand:
         )
         assert "tools declared but not found: no-such-tool" in box["contradictions"]
         assert gone["status"] == "unreachable" and "connection refused" in gone["cause"]
-        assert gone["capabilities"] == {"custom": {}, "tools": [], "toolVersions": {}}
+        assert gone["capabilities"] == {"custom": {}, "tools": [], "toolVersions": {}, "gpus": []}
         # The second run is served from the cache; --refresh probes again.
         _, again = cli.json("discover", "box", "--targets", targets, "--config", config)
         assert [t["status"] for t in again["targets"]] == ["cached"]

@@ -112,7 +112,8 @@ def discover(
     console.print(_discover_table(reports))
     for report in reports:
         for line in (*report["contradictions"], *report["notes"]):
-            console.print(f"{report['id']}: {line}", markup=False)
+            if line != report["cause"]:  # the table's cause column says it already
+                console.print(f"{report['id']}: {line}", markup=False)
 
 
 def _where(target: AnyTarget) -> str:
@@ -206,7 +207,9 @@ def discovery_json(target: AnyTarget, known: Known, engine: PlacementEngine) -> 
     found = known.discovered
     at = found.discovered_at if found else None
     entry = engine.discovery.cache.get(target.id) if engine.discovery else None
-    checked = entry.tools_checked if entry else frozenset()
+    # only a probe looks at tools: the catalog and the EC2 API never find one missing
+    checked = entry.tools_checked if entry and entry.source == "probe" else frozenset()
+    by = entry.source if entry and entry.source != "probe" else "discovered"
     return {
         "id": target.id,
         "type": target.kind.value,
@@ -215,7 +218,7 @@ def discovery_json(target: AnyTarget, known: Known, engine: PlacementEngine) -> 
         "discoveredAt": at.isoformat() if at else None,
         "ageSeconds": round((datetime.now(UTC) - at).total_seconds(), 1) if at else None,
         "capabilities": known.capabilities.model_dump(mode="json", exclude_none=True),
-        "sources": provenance(target.capabilities, found),
+        "sources": provenance(target.capabilities, found, by),
         "contradictions": contradictions(target.capabilities, found, checked),
         "notes": list(known.notes),
     }

@@ -93,6 +93,7 @@ class Entry:
     tools_checked: frozenset[str]
     discovered_at: datetime
     notes: tuple[str, ...] = ()
+    source: str = "probe"  # who answered (see `ProbeReport.source`)
 
     def age(self, now: datetime) -> float:
         """Seconds since discovery; infinite for an entry dated after `now` (more than a
@@ -133,6 +134,7 @@ class Entry:
             "toolsChecked": sorted(self.tools_checked),
             "discoveredAt": self.discovered_at.isoformat(),
             "notes": list(self.notes),
+            "source": self.source,
         }
 
     @classmethod
@@ -147,6 +149,7 @@ class Entry:
             tools_checked=frozenset(str(t) for t in data["toolsChecked"]),
             discovered_at=at,
             notes=tuple(str(n) for n in data.get("notes", ())),
+            source=str(data.get("source", "probe")),
         )
 
 

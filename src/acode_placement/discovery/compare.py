@@ -63,8 +63,11 @@ def _plain(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
 
-def provenance(declared: Capabilities | None, discovered: Capabilities | None) -> dict[str, str]:
-    """For each capability known: `discovered`, `declared`, or `both`."""
+def provenance(
+    declared: Capabilities | None, discovered: Capabilities | None, by: str = "discovered"
+) -> dict[str, str]:
+    """For each capability known: `discovered` (or who answered: `catalog`,
+    `ec2-api`), `declared`, or `both`."""
     sources: dict[str, str] = {}
     for field in (*FIELDS, "tools"):
         mine = getattr(discovered, field) if discovered else None
@@ -74,7 +77,7 @@ def provenance(declared: Capabilities | None, discovered: Capabilities | None) -
         if present_mine and present_theirs:
             sources[_CAMEL[field]] = "both"
         elif present_mine or present_theirs:
-            sources[_CAMEL[field]] = "discovered" if present_mine else "declared"
+            sources[_CAMEL[field]] = by if present_mine else "declared"
     return sources
 
 

@@ -100,6 +100,9 @@ class ProbeReport:
     notes: tuple[str, ...] = ()
     gpus: tuple[Gpu, ...] = field(default=())
     facts: Mapping[str, str] = field(default_factory=dict)  # name: what its command said
+    # Who answered: "probe" (the machine itself), "ec2-api", or "catalog" (the shipped
+    # data). Only a probe looks at tools: the others never say a tool is missing.
+    source: str = "probe"
 
 
 def parse_probe(

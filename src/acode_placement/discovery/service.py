@@ -311,13 +311,14 @@ class Discovery:
             )
         else:
             caps = report.capabilities.model_copy(update={"discovered_at": at})
-            entry = Entry(fingerprint(target), caps, report.tools_checked, at, report.notes)
+            entry = Entry(
+                fingerprint(target), caps, report.tools_checked, at, report.notes, report.source
+            )
         self.cache.put(target.id, entry)
         if before is None:
             return
-        found = changes(
-            before.capabilities, entry.capabilities, before.tools_checked & report.tools_checked
-        )
+        looked = before.tools_checked & report.tools_checked if report.source == "probe" else set()
+        found = changes(before.capabilities, entry.capabilities, frozenset(looked))
         if found:
             event = CapabilitiesChanged(target.id, tuple(found), at)
             _log.info(
@@ -362,6 +363,9 @@ class Discovery:
         status: DiscoveryStatus,
         cause: str | None = None,
     ) -> Known:
+        if entry.source == "catalog" and status in (DiscoveryStatus.FRESH, DiscoveryStatus.CACHED):
+            # dated data, not what anything reported: say so, and from when
+            status, cause = DiscoveryStatus.CATALOG, cause or next(iter(entry.notes), None)
         declared = target.capabilities
         memo = self._merged.get(target.id)
         if memo is not None and memo[0] is entry and memo[1] is declared:

@@ -158,7 +158,8 @@ class Ec2Prober:
             raise TypeError(f"Ec2Prober cannot probe {target.id}")
         name, region = target.instance_type, target.region
         if tools_only:  # nothing to look at: declared tools are all there is
-            return ProbeReport(Capabilities(discovered_at=datetime.now(UTC)), tools, False)
+            caps = Capabilities(discovered_at=datetime.now(UTC))
+            return ProbeReport(caps, tools, False, source="ec2-api")
         reason = "no AWS API configured"
         if self.api is not None:
             try:
@@ -172,15 +173,18 @@ class Ec2Prober:
                         DiscoveryStatus.UNVERIFIED,
                         f"instance type {name} is not offered in {region} (EC2 API)",
                     )
-                return ProbeReport(_stamped(found[name]), tools, True, ("from the EC2 API",))
+                return ProbeReport(
+                    _stamped(found[name]), tools, True, ("from the EC2 API",), source="ec2-api"
+                )
         row = self.catalog.row(region, name)
         if row is None:
             raise ProbeError(
                 DiscoveryStatus.UNREACHABLE,
                 f"{reason}; {name} in {region} is not in the shipped catalog either",
             )
-        note = f"{reason}: capabilities from the shipped catalog"
-        return ProbeReport(_stamped(row.instance), tools, True, (note,))
+        dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
+        note = f"{reason}: capabilities from the shipped catalog{dated}"
+        return ProbeReport(_stamped(row.instance), tools, True, (note,), source="catalog")
 
 
 def _stamped(instance: InstanceType) -> Capabilities:

@@ -70,7 +70,8 @@ class DiscoveryStatus(enum.StrEnum):
     used. `unreachable`: no connection, nothing discovered before: declared values
     used. `unverified`: connected but the answer could not be trusted (host key,
     login, probe output) or came too late, nothing discovered before: declared
-    values used.
+    values used. `catalog`: an EC2 type's facts from the shipped catalog (dated
+    data, not what a machine or the EC2 API said); `cause` says why and of when.
     """
 
     FRESH = "fresh"
@@ -79,6 +80,7 @@ class DiscoveryStatus(enum.StrEnum):
     STALE = "stale"
     UNREACHABLE = "unreachable"
     UNVERIFIED = "unverified"
+    CATALOG = "catalog"
 
 
 @dataclass(frozen=True, slots=True)
