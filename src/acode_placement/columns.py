@@ -17,7 +17,6 @@ rules: a small fleet decides without importing it.
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 from collections import Counter
@@ -31,7 +30,6 @@ from acode_placement import explain
 from acode_placement.models import (
     Capabilities,
     Check,
-    CheckKind,
     Known,
     Misses,
     PlacementOptions,
@@ -236,11 +234,12 @@ class FleetColumns:
         result: list[int] = np.flatnonzero(~failed).tolist()
         return result
 
-    def misses(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> Misses:
+    def misses(self, failing: Sequence[Failing], excluded: Sequence[str | None]) -> Misses:
         """What `explain.misses` finds from every target's checks (the causes of
-        mismatch, the nearest miss, whether a target failed only on where the task
-        may run), from the masks. `unknown` marks targets whose discovery failed."""
-        entries = self._entries(failing, unknown)
+        mismatch, the nearest miss, whether a target failed only on where the task may
+        run), from the masks. `excluded` gives, per target, the kind of the one check
+        that rules it out before its requirements (`Known.excluded`), or None."""
+        entries = self._entries(failing, excluded)
         count = np.zeros(self.size, dtype=np.int64)
         severity = np.zeros(self.size, dtype=np.int64)
         where = np.zeros(self.size, dtype=np.int64)
@@ -250,45 +249,52 @@ class FleetColumns:
             if kind_of(kind).where:
                 where += mask
         # the fewest misses, the easiest to fix; a target never probed comes last
-        lost = np.array(unknown, dtype=np.bool_)
+        lost = np.array([kind is not None for kind in excluded], dtype=np.bool_)
         ranked = np.lexsort((np.arange(self.size), severity, count, lost))
         only_where = bool(((count > 0) & (count == where)).any())
         return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)
 
     def causes(
-        self, failing: Sequence[Failing], unknown: Sequence[bool], minutes: float
+        self, failing: Sequence[Failing], excluded: Sequence[str | None], minutes: float
     ) -> Counter[str]:
         """`misses(...).causes` alone (what the metrics and the log of every placement
         count), without the nearest miss's ranking. The masks follow from the checks
         (kind, wanted, key), the runtime the costs are for and which targets are
-        unknown, so the count is kept for the next decision that asks the same of
+        excluded, so the count is kept for the next decision that asks the same of
         these columns (they never change)."""
         key = (
             tuple(entry[:3] for entry in failing),
             minutes,
-            tuple(itertools.compress(itertools.count(), unknown)),
+            tuple((i, kind) for i, kind in enumerate(excluded) if kind is not None),
         )
         try:
             counted = self._counted.get(key)
         except TypeError:  # a wanted value that cannot be a key: counted each time
-            return self._causes(self._entries(failing, unknown))
+            return self._causes(self._entries(failing, excluded))
         if counted is None:
-            counted = self._causes(self._entries(failing, unknown))
+            counted = self._causes(self._entries(failing, excluded))
             if len(self._counted) >= _COUNTED:
                 self._counted.clear()
             self._counted[key] = counted
         return counted  # shared: read, never changed (explain.cause_counts copies it)
 
-    def _entries(self, failing: Sequence[Failing], unknown: Sequence[bool]) -> list[Failing]:
-        """The checks with the targets failing each; a target whose capabilities are
-        unknown fails the discovery check alone (what it lacks is not known either)."""
-        if not any(unknown):
+    def _entries(self, failing: Sequence[Failing], excluded: Sequence[str | None]) -> list[Failing]:
+        """The checks with the targets failing each; a target ruled out before its
+        requirements (unknown, or unverified under requireVerified) fails that one
+        check alone (what it lacks is not known, or not trusted, either)."""
+        if not any(kind is not None for kind in excluded):
             return list(failing)
-        lost = np.array(unknown)
-        known = ~lost
-        return [(CheckKind.DISCOVERY, None, None, lost)] + [
-            (kind, wanted, key, mask & known) for kind, wanted, key, mask in failing
-        ]
+        kinds: dict[str, list[int]] = {}
+        for index, kind in enumerate(excluded):
+            if kind is not None:
+                kinds.setdefault(kind, []).append(index)
+        out: list[Failing] = []
+        for kind, rows in kinds.items():
+            mask = np.zeros(self.size, dtype=np.bool_)
+            mask[rows] = True
+            out.append((kind, None, None, mask))
+        decided = np.array([kind is None for kind in excluded], dtype=np.bool_)
+        return out + [(kind, wanted, key, mask & decided) for kind, wanted, key, mask in failing]
 
     @staticmethod
     def _causes(entries: Sequence[Failing]) -> Counter[str]:

@@ -25,10 +25,9 @@ from acode_placement.matching import (
     runtime_minutes,
 )
 from acode_placement.models import (
+    VERIFIED,
     AnyTarget,
     Capabilities,
-    Check,
-    CheckKind,
     CheckSets,
     Known,
     LazyChecks,
@@ -99,6 +98,7 @@ def _quick_scores(
     minutes = runtime_minutes(requirements, options)
     plan = plan_for(requirements, options)
     deferred = _Deferred(requirements, options, plan)
+    verified_only = options.require_verified
     misses: Callable[[], Misses] | None = None
     causes: Callable[[], Counter[str]] | None = None
     if columns is None:
@@ -114,16 +114,16 @@ def _quick_scores(
             fleet = columns
 
             def misses() -> Misses:
-                return fleet.misses(failing, [not facts.known for facts in known])
+                return fleet.misses(failing, _excluded(known, verified_only))
 
             def causes() -> Counter[str]:
-                return fleet.causes(failing, [not facts.known for facts in known], minutes)
+                return fleet.causes(failing, _excluded(known, verified_only), minutes)
 
     wishes = bool(plan.wishes)
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
         facts = known[index]
-        if not facts.known:
+        if not facts.known or (verified_only and facts.status not in VERIFIED):
             continue
         target = targets[index]
         caps = facts.capabilities
@@ -151,7 +151,7 @@ def _quick_scores(
     def ruled_out(index: int) -> TargetScore:
         facts = known[index]
         target = targets[index]
-        if not facts.known:  # its checks carry the discovery failure: build them now
+        if facts.excluded(verified_only) is not None:  # its one check: build it now
             return _evaluated(
                 strategy, requirements, options, target, facts, index=index, held=None
             )
@@ -188,10 +188,9 @@ def _evaluated(
         verdict = capacity.annotate(evaluate(target, caps, requirements, options), total, held)
     else:
         verdict = evaluate(target, caps, requirements, options)
-    if not facts.known:  # discovery failed and nothing is declared: never a guess
-        # What it lacks is not known either: the discovery failure is its one cause.
-        unknown = Check(CheckKind.DISCOVERY, False, key=facts.cause or facts.status.value)
-        verdict = replace(verdict, matches=(), mismatches=(unknown,), preferences=())
+    excluded = facts.excluded(options.require_verified)
+    if excluded is not None:  # not known (or not confirmed): never a guess
+        verdict = replace(verdict, matches=(), mismatches=(excluded,), preferences=())
     score = 0.0
     if verdict.eligible:
         if isinstance(strategy, BuiltinStrategy):
@@ -244,6 +243,19 @@ class _Deferred(LazyChecks):
 
 def _sets(verdict: Verdict) -> CheckSets:
     return verdict.matches, verdict.mismatches, verdict.preferences
+
+
+def _excluded(known: Sequence[Known], verified_only: bool) -> list[str | None]:
+    """Each target's exclusion kind (`Known.excluded`), None for one that is decided
+    on its checks: what the columns count causes with."""
+    found: list[str | None] = []
+    for facts in known:
+        if facts.known and (not verified_only or facts.status in VERIFIED):
+            found.append(None)
+        else:
+            check = facts.excluded(verified_only)
+            found.append(check.kind if check is not None else None)
+    return found
 
 
 def _plugin_score(

@@ -201,6 +201,14 @@ ModeOpt = Annotated[
 NoDiscoveryOpt = Annotated[
     bool, typer.Option("--no-discovery", help="use declared capabilities only")
 ]
+RequireVerifiedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--require-verified",
+        help="only targets whose capabilities were verified (probed now or from a fresh"
+        " cache; an EC2 type's API or catalog facts) are eligible (default: settings)",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
 TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=False)]
 
@@ -291,9 +299,14 @@ def _engine(settings: PlacementSettings) -> PlacementEngine:
 
 
 def _options(
-    settings: PlacementSettings, strategy: str, mode: Mode | None, no_discovery: bool
+    settings: PlacementSettings,
+    strategy: str,
+    mode: Mode | None,
+    no_discovery: bool,
+    require_verified: bool = False,
 ) -> PlacementOptions:
     return PlacementOptions(
+        require_verified=settings.require_verified or require_verified,
         strategy=strategy,
         mode=mode or settings.mode,
         fallback_enabled=settings.fallback_enabled,

@@ -20,6 +20,7 @@ from acode_placement.commands.common import (
     JsonOpt,
     ModeOpt,
     NoDiscoveryOpt,
+    RequireVerifiedOpt,
     StrategyOpt,
     TargetsOpt,
     TaskArg,
@@ -65,6 +66,7 @@ def _prepare(
     strategy: str | None,
     mode: str | None,
     no_discovery: bool,
+    require_verified: bool = False,
 ) -> _Run:
     settings, settings_file = resolve_settings(config)
     engine = _engine(settings)
@@ -74,7 +76,8 @@ def _prepare(
         raise UnknownNameError("strategy", chosen, engine.registry.names(), origin)
     if mode is not None and mode not in set(Mode):
         raise UnknownNameError("mode", mode, [m.value for m in Mode], "--mode")
-    options = _options(settings, chosen, Mode(mode) if mode else None, no_discovery)
+    chosen_mode = Mode(mode) if mode else None
+    options = _options(settings, chosen, chosen_mode, no_discovery, require_verified)
     return _Run(engine, options, _targets(targets_path))
 
 
@@ -87,6 +90,7 @@ def _place_remotely(
     reserve: bool,
     owner: str | None,
     json_out: bool,
+    require_verified: bool = False,
 ) -> None:
     from acode_placement.client import PlacementClient  # noqa: PLC0415  (httpx: --server only)
 
@@ -100,6 +104,8 @@ def _place_remotely(
         given["mode"] = Mode(mode)
     if no_discovery:
         given["discovery_enabled"] = False
+    if require_verified:
+        given["require_verified"] = True
     options = PlacementOptions(**given) if given else None
     with PlacementClient(server) as client:
         result = client.place(task, options, reserve=reserve, owner=owner)
@@ -174,6 +180,7 @@ def place(
     strategy: StrategyOpt = None,
     mode: ModeOpt = None,
     no_discovery: NoDiscoveryOpt = False,
+    require_verified: RequireVerifiedOpt = False,
     reserve: Annotated[
         bool,
         typer.Option(
@@ -204,9 +211,11 @@ def place(
                 f"{flag}: a service places on its own targets with its own settings;"
                 f" give {flag} to `serve`, or drop --server"
             )
-        _place_remotely(server, task, strategy, mode, no_discovery, reserve, owner, json_out)
+        _place_remotely(
+            server, task, strategy, mode, no_discovery, reserve, owner, json_out, require_verified
+        )
         return
-    run = _prepare(targets, config, strategy, mode, no_discovery)
+    run = _prepare(targets, config, strategy, mode, no_discovery, require_verified)
     if reserve and run.engine.reservations is not None:
         run.engine.reservations.check()  # a lease needs its database: say so before deciding
     _, result = _decide(task, run, reserve=reserve, owner=owner)
@@ -233,10 +242,11 @@ def explain_command(
     strategy: StrategyOpt = None,
     mode: ModeOpt = None,
     no_discovery: NoDiscoveryOpt = False,
+    require_verified: RequireVerifiedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show every target with its score, matches and mismatches (nothing is recorded)."""
-    run = _prepare(targets, config, strategy, mode, no_discovery)
+    run = _prepare(targets, config, strategy, mode, no_discovery, require_verified)
     _, result = _decide(task, run, record=False)
     if json_out:
         _print_json(explain.result_json(result))

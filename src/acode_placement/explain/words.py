@@ -23,6 +23,9 @@ from acode_placement.models import (
 from acode_placement.rules.kinds import kind_of
 
 _CAPACITY_AMOUNTS = (CheckKind.CPU, CheckKind.MEMORY, CheckKind.GPU_COUNT)
+# A target ruled out before its requirements (`Known.excluded`): named nearest last.
+_EXCLUDING = (CheckKind.DISCOVERY, CheckKind.UNVERIFIED)
+_UNVERIFIED_CAUSE = "capabilities not verified"
 
 
 def check_text(check: Check) -> str:
@@ -111,7 +114,7 @@ def nearest_miss(scores: Sequence[TargetScore]) -> str:
 
 def _distance(ts: TargetScore) -> tuple[bool, int, int, int]:
     """Fewest misses, then the easiest to fix; a target never probed comes last."""
-    lost = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
+    lost = any(c.kind in _EXCLUDING for c in ts.mismatches)
     return lost, len(ts.mismatches), sum(severity(c) for c in ts.mismatches), ts.index
 
 
@@ -155,6 +158,9 @@ def why(result: PlacementResult) -> str:
 def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
     notes = [discovery_text(chosen)] if chosen.stale else []
+    if result.options.require_verified:
+        left_out = cause_counts(result.all_scores).get(_UNVERIFIED_CAUSE, 0)
+        notes.append(f"verified capabilities only ({left_out} unverified left out)")
     if chosen.usage is None:
         return notes  # no reservations were counted: no target can be full
     for ts in result.all_scores:

@@ -45,6 +45,7 @@ from acode_placement.models.base import (
 )
 from acode_placement.models.conditions import Condition
 from acode_placement.models.results import (
+    VERIFIED,
     Attempt,
     Capacity,
     Check,
@@ -98,6 +99,7 @@ __all__ = [
     "MAX_SETTING_MINUTES",
     "OS",
     "TOOL_NAME_PATTERN",
+    "VERIFIED",
     "VERSION_OF",
     "AnyTarget",
     "Arch",

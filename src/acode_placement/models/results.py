@@ -58,6 +58,7 @@ class CheckKind(enum.StrEnum):
     ALLOW_CLOUD = "allowCloud"
     OPTION = "option"
     DISCOVERY = "discovery"
+    UNVERIFIED = "unverified"  # requireVerified: the values were not confirmed
     CONCURRENCY = "maxConcurrentTasks"
 
 
@@ -105,10 +106,24 @@ class Known:
         """True when discovery did not confirm these values this time."""
         return self.status in _DEGRADED
 
+    def excluded(self, require_verified: bool) -> Check | None:
+        """The one check that rules the target out before any requirement is looked
+        at: its capabilities are not known (discovery failed, nothing declared), or,
+        with `require_verified`, were not confirmed. What it lacks is not known (or
+        not trusted) either, so this is its only mismatch."""
+        if not self.known:
+            return Check(CheckKind.DISCOVERY, False, key=self.cause or self.status.value)
+        if require_verified and self.status not in VERIFIED:
+            shown = f"{self.status.value} ({self.cause})" if self.cause else self.status.value
+            return Check(CheckKind.UNVERIFIED, False, True, self.status.value, shown)
+        return None
+
 
 _DEGRADED = frozenset(
     {DiscoveryStatus.STALE, DiscoveryStatus.UNREACHABLE, DiscoveryStatus.UNVERIFIED}
 )
+# Confirmed for this decision: probed, from a fresh cache, or an EC2 type's own facts.
+VERIFIED = frozenset({DiscoveryStatus.FRESH, DiscoveryStatus.CACHED, DiscoveryStatus.CATALOG})
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,9 @@ class PlacementSettings(Model):
     mode: Mode = Mode.BURST
     fallback_enabled: Flag = True
     discovery_enabled: Flag = True
+    require_verified: Flag = Field(
+        default=False, description="only targets whose capabilities were verified are eligible"
+    )
     cache_minutes: Annotated[Number, Field(ge=0, le=MAX_SETTING_MINUTES)] = Field(
         default=5, description="capability cache time-to-live"
     )
@@ -134,3 +137,8 @@ class PlacementOptions(Model):
     tie_breaker: TieBreaker = TieBreaker.FIRST
     default_runtime_minutes: Minutes = 60
     discovery_enabled: Flag = True
+    require_verified: Flag = Field(
+        default=False,
+        description="only targets whose capabilities were verified (probed now, a fresh"
+        " cache, the EC2 API or catalog) are eligible; declared or stale values are not",
+    )

@@ -149,6 +149,12 @@ DISCOVERY = declare(
     "capabilities unknown (discovery failed)",
     severity=2,
 )
+UNVERIFIED = declare(
+    CheckKind.UNVERIFIED,
+    lambda check: f"capabilities not verified: {check.key} (requireVerified)",
+    "capabilities not verified",
+    severity=2,
+)
 CONCURRENCY = declare(CheckKind.CONCURRENCY, _concurrency_words, "at maxConcurrentTasks")
 
 
