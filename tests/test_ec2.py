@@ -588,3 +588,38 @@ def test_discovery_caches_ec2_like_any_target(aws: str) -> None:
     assert (first[0].status, second[0].status) == ("fresh", "fresh")  # tools-only, no API call
     third = run(discovery.lookup([target], frozenset({"bazel"})))
     assert third[0].status == "cached" and discovery.stats.probes == 2
+
+
+class TestEveryRegion:
+    """A type a region offers is a candidate there, priced or not (issue 15)."""
+
+    def test_no_offered_type_vanishes_from_a_region(self) -> None:
+        catalog = Catalog.shipped()
+        priced_somewhere = {row.instance.name for row in catalog}
+        for region in ("eu-central-1", "ap-south-1", "us-west-2", "sa-east-1"):
+            types = catalog.types(region)
+            assert "m7i.large" in types and "c6i.xlarge" in types, region
+            row = catalog.row(region, "m7i.large")
+            assert row is not None and row.instance.vcpus == 2 and row.instance.memory_gib == 8
+            assert catalog.unpriced(region) > 100
+            assert set(types) <= priced_somewhere
+        assert catalog.row("eu-central-1", "no-such.type") is None
+
+    def test_an_unpriced_type_says_so_and_how_to_get_a_price(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        fleet = [{"id": "aws", "type": "ec2", "region": "eu-central-1", "instanceTypes": "*"}]
+        targets = tmp_path / "targets.yaml"
+        targets.write_text(yaml.safe_dump({"targets": fleet}))
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": {"name": "t", "requirements": {"cpu": 2}}}))
+        code, out = cli.json("explain", task, "--targets", targets)
+        assert code == 0
+        ids = {c["id"]: c for c in out["candidates"]}
+        m7i = ids["aws/m7i.large"]
+        assert m7i["eligible"] and m7i["estimatedCost"] is None
+        assert "hourlyRate" in m7i["price"]["note"] and "ec2Api" in m7i["price"]["note"]
+        assert "eligible without a price (hourlyRate or ec2Api gives one)" in out["why"]
+        code, text, _ = cli("targets", "--targets", targets)
+        assert code == 0
+        assert "EC2 types have no price (not in the shipped catalog for their region)" in text

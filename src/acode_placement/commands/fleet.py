@@ -70,7 +70,11 @@ def targets(
     if json_out:
         _print_json([explain.target_json(t, k) for t, k in rows])
         return
-    _console().print(_targets_table(rows))
+    console = _console()
+    console.print(_targets_table(rows))
+    unpriced = explain.unpriced_text([t for t, _ in rows])
+    if unpriced:
+        console.print(unpriced, markup=False)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from acode_placement.discovery.parse import normalise_arch
 from acode_placement.ec2.types import InstanceType
 
 CATALOG = "catalog.csv"
+OFFERINGS = "offerings.csv"  # the types each region offers (moto's recorded offerings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +31,34 @@ class CatalogRow:
 
 
 class Catalog:
-    """Instance types and prices by region, read once."""
+    """Instance types and prices by region, read once.
 
-    def __init__(self, rows: list[CatalogRow], header: list[str]) -> None:
+    With `offered` (region: the types it offers), a type a region offers but the
+    price data covers elsewhere only is still a candidate there, with its specs
+    (which do not vary by region) and no price: it says "price unknown", never
+    vanishes."""
+
+    def __init__(
+        self,
+        rows: list[CatalogRow],
+        header: list[str],
+        offered: dict[str, frozenset[str]] | None = None,
+    ) -> None:
         self._rows: dict[str, dict[str, CatalogRow]] = {}
+        self._specs: dict[str, InstanceType] = {}
         for row in rows:
             self._rows.setdefault(row.region, {})[row.instance.name] = row
+            self._specs.setdefault(row.instance.name, row.instance)
+        self._offered = offered or {}
         self.header = header
 
     @classmethod
     @functools.cache
     def shipped(cls) -> Catalog:
-        text = resources.files("acode_placement.ec2").joinpath(CATALOG).read_text("utf-8")
-        return cls.parse(text)
+        folder = resources.files("acode_placement.ec2")
+        catalog = cls.parse(folder.joinpath(CATALOG).read_text("utf-8"))
+        offered = _offerings(folder.joinpath(OFFERINGS).read_text("utf-8"))
+        return cls(list(catalog), catalog.header, offered)
 
     @classmethod
     def parse(cls, text: str) -> Catalog:
@@ -57,17 +73,41 @@ class Catalog:
         return " ".join(self.header)
 
     def regions(self) -> list[str]:
-        return sorted(self._rows)
+        return sorted(set(self._rows) | set(self._offered))
 
     def row(self, region: str, instance_type: str) -> CatalogRow | None:
-        return self._rows.get(region, {}).get(instance_type)
+        """The type in this region: priced when the data has its price there; offered
+        there with its specs from another region and no price; else None."""
+        row = self._rows.get(region, {}).get(instance_type)
+        if row is not None:
+            return row
+        specs = self._specs.get(instance_type)
+        if specs is None or instance_type not in self._offered.get(region, ()):
+            return None
+        return CatalogRow(specs, region, price=None, spot_price=None, price_date=None)
 
     def types(self, region: str) -> dict[str, InstanceType]:
-        return {name: row.instance for name, row in self._rows.get(region, {}).items()}
+        """Every type the region offers whose specs are known, priced or not."""
+        found = {name: row.instance for name, row in self._rows.get(region, {}).items()}
+        for name in self._offered.get(region, ()):
+            specs = self._specs.get(name)
+            if specs is not None:
+                found.setdefault(name, specs)
+        return found
+
+    def unpriced(self, region: str) -> int:
+        """How many types the region offers that the price data leaves without a price."""
+        return len(self.types(region)) - len(self._rows.get(region, {}))
 
     def __iter__(self) -> Iterator[CatalogRow]:
         for rows in self._rows.values():
             yield from rows.values()
+
+
+def _offerings(text: str) -> dict[str, frozenset[str]]:
+    """`offerings.csv`: a region and the types it offers, space-separated."""
+    body = (line for line in text.splitlines() if line and not line.startswith("#"))
+    return {row["region"]: frozenset(row["instanceTypes"].split()) for row in csv.DictReader(body)}
 
 
 def _row(raw: dict[str, str]) -> CatalogRow:

@@ -62,7 +62,11 @@ class PriceBook:
         hourly = None if row is None else (row.spot_price if target.spot else row.price)
         if row is None or hourly is None:
             what = "spot price" if target.spot else "price"
-            missing = f"no {what} for {name} in {region} in the shipped catalog"
+            missing = (
+                f"no {what} for {name} in {region} in the shipped catalog"
+                " (give the target an hourlyRate, or let the Price List API answer:"
+                " ec2Api with AWS credentials)"
+            )
             return PriceQuote(None, "unknown", spot=target.spot, note=_join(note, missing))
         return PriceQuote(hourly, CATALOG, row.price_date, target.spot, note)
 

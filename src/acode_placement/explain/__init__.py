@@ -28,6 +28,7 @@ from acode_placement.explain.words import (
     price_source,
     price_text,
     severity,
+    unpriced_text,
     why,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "result_json",
     "severity",
     "target_json",
+    "unpriced_text",
     "why",
 ]

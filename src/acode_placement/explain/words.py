@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 
 from acode_placement.explain.format import gpus_text, money, num
 from acode_placement.models import (
+    AnyTarget,
     Check,
     CheckKind,
     DiscoveryStatus,
@@ -158,6 +159,10 @@ def why(result: PlacementResult) -> str:
 def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
     notes = [discovery_text(chosen)] if chosen.stale else []
+    ranked = [chosen, *result.alternatives]
+    unpriced = sum(1 for ts in ranked if ts.target.is_cloud and ts.estimated_cost is None)
+    if unpriced:
+        notes.append(f"{unpriced} eligible without a price (hourlyRate or ec2Api gives one)")
     if result.options.require_verified:
         left_out = cause_counts(result.all_scores).get(_UNVERIFIED_CAUSE, 0)
         notes.append(f"verified capabilities only ({left_out} unverified left out)")
@@ -168,6 +173,20 @@ def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
             full = ", ".join(check_text(c) for c in ts.mismatches)
             notes.append(f"{ts.id} is full ({full}), so the task bursts")
     return notes
+
+
+def unpriced_text(targets: Sequence[AnyTarget], eligible: bool = False) -> str:
+    """`561 of 603 EC2 types have no price ...`, or '' when every cloud target has one."""
+    cloud = [t for t in targets if t.is_cloud]
+    missing = sum(1 for t in cloud if t.hourly_rate is None)
+    if not missing:
+        return ""
+    which = "eligible EC2 types" if eligible else "EC2 types"
+    return (
+        f"{missing} of {len(cloud)} {which} have no price (not in the shipped catalog for"
+        " their region): give an hourlyRate, or ec2Api with AWS credentials for the Price"
+        " List API"
+    )
 
 
 def discovery_text(ts: TargetScore) -> str:
