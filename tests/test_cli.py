@@ -338,14 +338,14 @@ class TestOtherCommands:
     def test_targets_json_hides_key_paths(self, cli: Cli) -> None:
         code, out = cli.json("targets", "--targets", EXAMPLES / "targets.yaml", "--no-discovery")
         assert code == 0
-        by_id = {t["id"]: t for t in out}
+        by_id = {t["id"]: t for t in out["targets"]}
         assert "identityFile" not in by_id["build-box"]
         assert by_id["aws-g5-xlarge"]["hourlyRate"] == 1.006
         assert by_id["gpu-box"]["capabilities"]["gpu"]["model"] == "RTX 4090"
 
     def test_targets_discovers_this_machine(self, cli: Cli) -> None:
         _, out = cli.json("targets")
-        (local,) = out
+        (local,) = out["targets"]
         assert local["capabilities"]["cpu"] >= 1
         assert local["capabilities"]["memoryGb"] > 0
         assert local["discovery"] == {"status": "fresh", "cause": None}

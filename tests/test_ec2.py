@@ -513,14 +513,14 @@ class TestCommandLine:
         )
         code, out = cli.json("targets", "--targets", targets)
         assert code == 0
-        assert out[0]["price"] == {
+        assert out["targets"][0]["price"] == {
             "hourly": 1.006,
             "source": "catalog",
             "asOf": "2026-01-21",
             "spot": False,
             "note": "price API: no AWS credentials configured",
         }
-        assert out[1]["price"]["source"] == "declared"
+        assert out["targets"][1]["price"]["source"] == "declared"
         code, text, _ = cli("targets", "--targets", targets)
         assert "catalog 2026-01-21" in text and "days old" in text
         task = tmp_path / "task.yaml"

@@ -766,11 +766,11 @@ class TestCommands:
     def test_list_show_and_replay(self, cli: Cli, recorded: tuple[Path, list[str]]) -> None:
         _, ids = recorded
         code, out = cli.json("history")
-        assert code == 0 and [r["requestId"] for r in out] == ids[::-1]
+        assert code == 0 and [r["requestId"] for r in out["decisions"]] == ids[::-1]
         code, out = cli.json("history", "--failed")
-        assert [r["requestId"] for r in out] == [ids[1]]
+        assert [r["requestId"] for r in out["decisions"]] == [ids[1]]
         code, out = cli.json("history", "--target", "build-box", "--since", "1h")
-        assert [r["requestId"] for r in out] == [ids[2]]
+        assert [r["requestId"] for r in out["decisions"]] == [ids[2]]
         code, text, _ = cli("history", "show", ids[2][:8])
         assert code == 0 and "build-box (ssh)  [HighestScore]" in text and "why: " in text
         code, shown = cli.json("history", "show", ids[1])

@@ -232,14 +232,14 @@ def test_history_and_reservations_print_what_was_recorded_literally(
     listing = wide(home, "history")
     assert_sane(listing)
     literal(listing.out)  # the task name, recorded as given
-    (request_id,) = [json.loads(wide(home, "history", "--json").out)[0]["requestId"]]
+    (request_id,) = [json.loads(wide(home, "history", "--json").out)["decisions"][0]["requestId"]]
     shown = wide(home, "history", "show", request_id)
     assert_sane(shown)
     literal(shown.out)
     leases = wide(home, "reservations")
     assert_sane(leases)
     literal(leases.out)  # owner and task name
-    as_json = json.loads(wide(home, "reservations", "--json").out)
+    as_json = json.loads(wide(home, "reservations", "--json").out)["reservations"]
     assert as_json[0]["owner"] == EVIL  # JSON keeps the value itself, escaped by JSON
 
 

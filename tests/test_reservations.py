@@ -236,11 +236,11 @@ class TestCommands:
         code, full = cli.json("place", task, "--targets", targets, "--no-discovery", "--reserve")
         assert code == 1 and "1 full (reserved)" in full["failureMessage"]
         code, listed = cli.json("reservations")
-        assert [r["id"] for r in listed] == [lease["id"]]
+        assert [r["id"] for r in listed["reservations"]] == [lease["id"]]
         code, text, _ = cli("release", lease["id"])
         assert code == 0 and text.strip() == f"released {lease['id']} on here"
         code, text, _ = cli("release", lease["id"])
         assert code == 0  # again: harmless
         code, _, err = cli("release", "nope")
         assert code == 2 and err.strip() == "acode-placement: error: no reservation 'nope'"
-        assert cli.json("reservations")[1] == []
+        assert cli.json("reservations")[1] == {"reservations": []}

@@ -68,7 +68,7 @@ def targets(
     resolved, known = asyncio.run(look())
     rows = list(zip(resolved, known, strict=True))
     if json_out:
-        _print_json([explain.target_json(t, k) for t, k in rows])
+        _print_json({"targets": [explain.target_json(t, k) for t, k in rows]})
         return
     console = _console()
     console.print(_targets_table(rows))

@@ -94,7 +94,7 @@ def history(
         limit=limit, since=_since(since), target=target, failed=True if failed else None
     )
     if json_out:
-        _print_json([r.summary_json() for r in records])
+        _print_json({"decisions": [r.summary_json() for r in records]})
         return
     table = _Table(
         "time (UTC)",

@@ -53,7 +53,7 @@ def reservations(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     store = _leases(config)
     leases = store.active()
     if json_out:
-        _print_json([explain.lease_json(lease) for lease in leases])
+        _print_json({"reservations": [explain.lease_json(lease) for lease in leases]})
         return
     table = _Table(
         "id", "target", "cpu", "mem GB", "gpus", "owner", "task", "expires (UTC)", box=None
