@@ -603,3 +603,17 @@ def test_config_shows_what_is_in_use_and_where_it_came_from(
     for shown in (json.dumps(out), text):
         assert "hunter2-secret" not in shown and "a-token-that-must-never-show" not in shown
     assert "db.internal" in text and "environment ACODE_PLACEMENT_MODE" in text
+
+
+@pytest.mark.parametrize("command", ["place", "explain"])
+def test_under_json_bad_input_is_json_on_stdout_and_one_line_on_stderr(
+    cli: Cli, write: Write, command: str
+) -> None:
+    task = write("task.yaml", {"task": {"name": "t", "requirements": {"cpu": "many"}}})
+    code, out, err = cli(command, task, "--json")
+    assert code == 2
+    error = json.loads(out)
+    assert error["exitStatus"] == 2
+    assert error["error"].startswith(f"{task}:4: requirements.cpu: ")
+    (line,) = err.strip().splitlines()
+    assert line == f"acode-placement: error: {error['error']}"

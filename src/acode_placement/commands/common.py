@@ -244,7 +244,8 @@ _session = _Session()
 
 def _errors(command: Callable[P, R]) -> Callable[P, R]:
     """Bad input becomes one line on stderr and exit status 2, never a traceback;
-    with `--json`, stdout also gets `{"error": ..., "exitStatus": 2}`. Whatever the
+    with `--json`, stdout also gets `{"error": ..., "exitStatus": 2}` (stderr keeps its
+    one `acode-placement: error:` line, which scripts and people match). Whatever the
     outcome, `--metrics-file` gets the command's metrics."""
 
     @wraps(command)
