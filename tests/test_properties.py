@@ -228,13 +228,17 @@ def violations(req: TaskRequirements, target: AnyTarget, opts: PlacementOptions)
         if wanted is not None and (getattr(caps, name) is None or getattr(caps, name) < wanted):
             bad.append(name)
     if req.gpu is not None and req.gpu.required:
-        gpu = caps.gpu
-        if gpu is None or gpu.count < req.gpu.count:
+        # N GPUs: N devices, each of the type and memory asked, of whatever kinds fit
+        kinds = caps.gpus if len(caps.gpus) > 1 else ((caps.gpu,) if caps.gpu else ())
+        wanted_type, vram = req.gpu.type.value, req.gpu.min_vram
+        fitting = [
+            kind
+            for kind in kinds
+            if (wanted_type == "any" or kind.type.value == wanted_type)
+            and (vram is None or (kind.vram_gb or 0) >= vram)
+        ]
+        if sum(kind.count for kind in fitting) < req.gpu.count:
             bad.append("gpu")
-        elif req.gpu.type.value != "any" and gpu.type.value != req.gpu.type.value:
-            bad.append("gpu type")
-        elif req.gpu.min_vram is not None and (gpu.vram_gb or 0) < req.gpu.min_vram:
-            bad.append("vram")
     bad += [f"tool {t}" for t in req.tools if t not in caps.tools]
     if req.os is not None and caps.os != req.os:
         bad.append("os")

@@ -87,6 +87,16 @@ class Capabilities(Model):
     custom: dict[str, Scalar] = Field(default_factory=dict)
     discovered_at: datetime | None = None
 
+    @model_validator(mode="after")
+    def _largest_kind(self) -> Capabilities:
+        """With several kinds of GPU device, `gpu` is the largest of them (the one a
+        task that fits no kind is told about), whatever was given for it."""
+        if len(self.gpus) > 1:
+            largest = max(self.gpus, key=lambda kind: (kind.vram_gb or 0.0, kind.count))
+            if self.gpu != largest:
+                object.__setattr__(self, "gpu", largest)  # frozen: set once, while made
+        return self
+
     def merged_over(self, declared: Capabilities | None) -> Capabilities:
         """These (discovered) values, with `declared` filling what is unknown."""
         if declared is None:
