@@ -44,10 +44,10 @@ from acode_placement.models.base import (
     ToolName,
 )
 from acode_placement.models.conditions import Condition
+from acode_placement.models.reservations import Capacity, Reservation, Resources, Usage
 from acode_placement.models.results import (
     VERIFIED,
     Attempt,
-    Capacity,
     Check,
     CheckKind,
     CheckSets,
@@ -56,11 +56,8 @@ from acode_placement.models.results import (
     LazyChecks,
     Misses,
     PlacementResult,
-    Reservation,
-    Resources,
     Scores,
     TargetScore,
-    Usage,
     share_met,
 )
 from acode_placement.models.settings import (
