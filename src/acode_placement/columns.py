@@ -53,6 +53,21 @@ _COUNTED = 256  # cause counts kept per compiled fleet (distinct task shapes)
 _KEPT = 512  # answers kept per compiled fleet (distinct asks of category and row rules)
 
 
+def _keep(kept: dict[Hashable, Mask], lock: threading.Lock, key: Hashable, mask: Mask) -> Mask:
+    """Keep `mask` under `key`, among the last `_KEPT` (forgetting all when full)."""
+    with lock:
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[key] = mask
+    return mask
+
+
+def _floats(values: list[Any]) -> Floats:
+    """A float column, NaN where the value is not known."""
+    column: Floats = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    return column
+
+
 class Category:
     """A column of values that repeat: each row's code and the distinct values. A
     comparison runs once per distinct value and its answers spread over the rows;
@@ -87,11 +102,7 @@ class Category:
         if failed is None:
             table = [bool(test(value, wanted)) for value in self.distinct]
             ok = np.array([*table, unknown_ok], dtype=np.bool_)[self.codes]  # -1: the last
-            failed = ~ok
-            with self._lock:
-                if len(self._answers) >= _KEPT:
-                    self._answers.clear()
-                self._answers[answer] = failed
+            failed = _keep(self._answers, self._lock, answer, ~ok)
         return failed
 
 
@@ -165,13 +176,7 @@ class FleetColumns:
     ) -> Floats:
         """The floats `read` finds on each target (NaN where not known), built on first
         use and kept per rule (and key, for a rule with several columns)."""
-        name = rule if key is None else (rule, key)
-        column: Floats | None = self._columns.get(name)
-        if column is None:
-            found = [read(t, c) for t, c in zip(self.targets, self.caps, strict=True)]
-            column = np.array([math.nan if v is None else v for v in found], dtype=np.float64)
-            with self._lock:
-                self._columns[name] = column
+        column: Floats = self._column(rule, key, read, _floats)
         return column
 
     def category(
@@ -182,10 +187,20 @@ class FleetColumns:
     ) -> Category:
         """The values `read` finds on each target, as a `Category`, built on first use
         and kept per rule (and key)."""
+        column: Category = self._column(rule, key, read, Category)
+        return column
+
+    def _column(
+        self,
+        rule: Rule,
+        key: Hashable,
+        read: Callable[[AnyTarget, Capabilities], Any],
+        build: Callable[[list[Any]], Any],
+    ) -> Any:
         name = rule if key is None else (rule, key)
-        column: Category | None = self._columns.get(name)
+        column = self._columns.get(name)
         if column is None:
-            column = Category([read(t, c) for t, c in zip(self.targets, self.caps, strict=True)])
+            column = build([read(t, c) for t, c in zip(self.targets, self.caps, strict=True)])
             with self._lock:
                 self._columns[name] = column
         return column
@@ -213,11 +228,7 @@ class FleetColumns:
 
     def keep(self, answer: Hashable, mask: Mask) -> Mask:
         """Keep a mask under this key (the last `_KEPT` asks; the fleet never changes)."""
-        with self._lock:
-            if len(self._answers) >= _KEPT:
-                self._answers.clear()
-            self._answers[answer] = mask
-        return mask
+        return _keep(self._answers, self._lock, answer, mask)
 
     def failing(
         self, req: TaskRequirements, options: PlacementOptions, minutes: float

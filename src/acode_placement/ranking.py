@@ -25,7 +25,6 @@ from acode_placement.matching import (
     runtime_minutes,
 )
 from acode_placement.models import (
-    VERIFIED,
     AnyTarget,
     Capabilities,
     CheckSets,
@@ -123,7 +122,7 @@ def _quick_scores(
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
         facts = known[index]
-        if not facts.known or (verified_only and facts.status not in VERIFIED):
+        if facts.excluded(verified_only) is not None:  # ruled out before its requirements
             continue
         target = targets[index]
         caps = facts.capabilities
@@ -248,14 +247,9 @@ def _sets(verdict: Verdict) -> CheckSets:
 def _excluded(known: Sequence[Known], verified_only: bool) -> list[str | None]:
     """Each target's exclusion kind (`Known.excluded`), None for one that is decided
     on its checks: what the columns count causes with."""
-    found: list[str | None] = []
-    for facts in known:
-        if facts.known and (not verified_only or facts.status in VERIFIED):
-            found.append(None)
-        else:
-            check = facts.excluded(verified_only)
-            found.append(check.kind if check is not None else None)
-    return found
+    return [
+        None if (check := facts.excluded(verified_only)) is None else check.kind for facts in known
+    ]
 
 
 def _plugin_score(

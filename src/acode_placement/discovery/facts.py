@@ -19,7 +19,7 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import Any
 
-from acode_placement.discovery.parse import ProbeReport
+from acode_placement.discovery.parse import ProbeReport, shorten
 from acode_placement.models import AnyTarget, Capabilities, FactSpec
 from acode_placement.rules.conditions import pattern
 from acode_placement.telemetry import get_logger
@@ -67,8 +67,7 @@ def _value(spec: FactSpec, text: str | None) -> tuple[str | None, str]:
         return None, "the probe did not run it (a Windows target, or an older probe)"
     compiled = pattern(spec.pattern)
     found = compiled.search(text)
-    shown = " ".join(text.split())
-    shown = shown if len(shown) <= _SHOWN else shown[: _SHOWN - 3] + "..."
+    shown = shorten(text, _SHOWN)
     if found is None:
         return None, f"{spec.pattern!r} found nothing in {shown!r}"
     value = found.group(1) if compiled.groups else found.group(0)

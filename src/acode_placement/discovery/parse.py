@@ -43,6 +43,7 @@ __all__ = [
     "parse_nvidia_smi",
     "parse_probe",
     "parse_rocm_smi",
+    "shorten",
     "summarise_gpus",
     "vram_from_mib",
 ]
@@ -124,7 +125,7 @@ def parse_probe(
         shown = next((line for line in lines if line.strip()), "")
         if not shown:
             raise ProbeOutputError("the probe printed nothing")
-        raise ProbeOutputError(f"not a probe's output: it starts with {_shorten(shown)!r}")
+        raise ProbeOutputError(f"not a probe's output: it starts with {shorten(shown)!r}")
     # A login shell may greet before the probe speaks (a banner, an echo in .bashrc).
     ignored = sum(1 for line in lines[:first] if line.strip())
     values: dict[str, str] = {}
@@ -177,7 +178,7 @@ def _listed(
     name, _, rest = value.partition(" ")
     if key == "fact":
         if name in facts:
-            raise ProbeOutputError(f"{where}: fact {_shorten(name)!r} given twice")
+            raise ProbeOutputError(f"{where}: fact {shorten(name)!r} given twice")
         facts[name] = rest
     elif key == "tool_version":
         found = _TOOL_VERSION.search(rest)
@@ -186,7 +187,7 @@ def _listed(
     else:
         name, _, answer = value.rpartition(" ")
         if answer not in ("0", "1") or not name:
-            raise ProbeOutputError(f"{where}: bad tool line {_shorten(key + ' ' + value)!r}")
+            raise ProbeOutputError(f"{where}: bad tool line {shorten(key + ' ' + value)!r}")
         tools[name] = answer == "1"
 
 
@@ -205,9 +206,9 @@ def check_complete(
 ) -> None:
     """Refuse an answer that leaves out part of the question."""
     if asked is not None and (missing := sorted(asked - report.tools_checked)):
-        raise ProbeOutputError(f"incomplete: no answer for tool {_shorten(missing[0])!r}")
+        raise ProbeOutputError(f"incomplete: no answer for tool {shorten(missing[0])!r}")
     if asked is not None and (extra := sorted(report.tools_checked - asked)):
-        raise ProbeOutputError(f"an answer for tool {_shorten(extra[0])!r}, which was not asked")
+        raise ProbeOutputError(f"an answer for tool {shorten(extra[0])!r}, which was not asked")
     if tools_only is None or tools_only:
         return
     if not report.hardware:
@@ -316,7 +317,7 @@ def _gpus(blocks: dict[str, tuple[list[str], int | None]], notes: list[str]) -> 
     if cc is not None and cc[1] == 0:
         capabilities = parse_compute_capabilities("\n".join(cc[0]))
     elif cc is not None:
-        shown = _shorten("\n".join(cc[0])) or "no output"
+        shown = shorten("\n".join(cc[0])) or "no output"
         notes.append(f"compute capability not reported (exit {cc[1]}): {shown}")
     listed = blocks.get("nvidia-list")
     mig = parse_mig("\n".join(listed[0])) if listed is not None and listed[1] == 0 else {}
@@ -326,7 +327,7 @@ def _gpus(blocks: dict[str, tuple[list[str], int | None]], notes: list[str]) -> 
             continue
         text = "\n".join(body).strip()
         if status != 0:
-            notes.append(f"{name} failed (exit {status}): {_shorten(text) or 'no output'}")
+            notes.append(f"{name} failed (exit {status}): {shorten(text) or 'no output'}")
             continue
         try:
             if name == "nvidia-smi":
@@ -344,7 +345,7 @@ def _version(values: dict[str, str], key: str, notes: list[str]) -> str | None:
     if not value:
         return None
     if not VERSION.match(value):
-        notes.append(f"{key} {_shorten(value)!r} is not a version")
+        notes.append(f"{key} {shorten(value)!r} is not a version")
         return None
     return value
 
@@ -354,7 +355,7 @@ def _count(values: dict[str, str], key: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or len(value) > _DIGITS:
-        raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
+        raise ProbeOutputError(f"{key} {shorten(value)!r} is not a whole number")
     return int(value)
 
 
@@ -363,7 +364,7 @@ def _size(values: dict[str, str], key: str, per_gib: int) -> float | None:
     if not value:
         return None
     if not value.isdigit() or len(value) > _DIGITS:
-        raise ProbeOutputError(f"{key} {_shorten(value)!r} is not a whole number")
+        raise ProbeOutputError(f"{key} {shorten(value)!r} is not a whole number")
     return round(int(value) / per_gib, 1)
 
 
@@ -380,6 +381,7 @@ def normalise_arch(value: str) -> Arch | None:
     return _ARCH.get(value.strip().lower())
 
 
-def _shorten(text: str, limit: int = 80) -> str:
+def shorten(text: str, limit: int = 80) -> str:
+    """Text on one line, cut to `limit` characters with `...` (for notes and errors)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,7 +26,6 @@ from acode_placement.rules.kinds import kind_of
 _CAPACITY_AMOUNTS = (CheckKind.CPU, CheckKind.MEMORY, CheckKind.GPU_COUNT)
 # A target ruled out before its requirements (`Known.excluded`): named nearest last.
 _EXCLUDING = (CheckKind.DISCOVERY, CheckKind.UNVERIFIED)
-_UNVERIFIED_CAUSE = "capabilities not verified"
 
 
 def check_text(check: Check) -> str:
@@ -164,7 +163,8 @@ def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     if unpriced:
         notes.append(f"{unpriced} eligible without a price (hourlyRate or ec2Api gives one)")
     if result.options.require_verified:
-        left_out = cause_counts(result.all_scores).get(_UNVERIFIED_CAUSE, 0)
+        unverified = kind_of(CheckKind.UNVERIFIED).cause_of(None, None)
+        left_out = cause_counts(result.all_scores).get(unverified, 0)
         notes.append(f"verified capabilities only ({left_out} unverified left out)")
     if chosen.usage is None:
         return notes  # no reservations were counted: no target can be full

@@ -39,6 +39,7 @@ from acode_placement.rules.words import (
     declare,
     equal,
     version_cause,
+    version_words,
 )
 
 if TYPE_CHECKING:
@@ -101,15 +102,7 @@ TOOL = declare(
     "missing tools",
     severity=1,
 )
-TOOL_VERSION = declare(
-    CheckKind.TOOL_VERSION,
-    lambda check: (
-        f"{check.key} {check.offered} {'satisfies' if check.ok else 'does not satisfy'}"
-        f" {check.wanted}"
-    ),
-    version_cause("tool"),
-    severity=1,
-)
+TOOL_VERSION = declare(CheckKind.TOOL_VERSION, version_words(), version_cause("tool"), severity=1)
 TOOL_VERSION_UNKNOWN = declare(
     CheckKind.TOOL_VERSION_UNKNOWN,
     lambda check: f"{check.key} version unknown (needs {check.wanted})",

@@ -62,19 +62,27 @@ def equal(name: str) -> Callable[[Check], str]:
     return words
 
 
-def version_words(name: str) -> Callable[[Check], str]:
-    """`cuda 11.8 does not satisfy >=12.1`; `driver unknown (needs >=535)`."""
+def version_words(name: str | None = None) -> Callable[[Check], str]:
+    """`cuda 11.8 does not satisfy >=12.1`; `driver unknown (needs >=535)`. Without a
+    name, the check's key names it (a tool: `python3 3.9.18 does not satisfy >=3.11`)."""
 
     def words(check: Check) -> str:
+        named = name or check.key
         if check.offered is None:
-            return f"{name} unknown (needs {check.wanted})"
-        if check.ok:
-            return f"{name} {check.offered} satisfies {check.wanted}"
-        if version_of(str(check.offered)) is None:
-            return f"{name} {check.offered} is not a version (needs {check.wanted})"
-        return f"{name} {check.offered} does not satisfy {check.wanted}"
+            return f"{named} unknown (needs {check.wanted})"
+        return versus(named, check.offered, check.wanted, check.ok)
 
     return words
+
+
+def versus(name: str | None, offered: Any, spec: str, ok: bool) -> str:
+    """A stated version against a specifier, in words."""
+    shown = scalar(offered)
+    if ok:
+        return f"{name} {shown} satisfies {spec}"
+    if version_of(canonical(offered)) is None:
+        return f"{name} {shown} is not a version (needs {spec})"
+    return f"{name} {shown} does not satisfy {spec}"
 
 
 def version_cause(name: str) -> Callable[[Any, str | None], str]:
@@ -122,11 +130,7 @@ def _condition_words(ok: bool, key: str | None, wanted: Condition, offered: Any)
         return f"{key} not set (needs {_needs(name, operand)})"
     shown = scalar(offered)
     if name == "version":
-        if ok:
-            return f"{key} {shown} satisfies {operand}"
-        if version_of(canonical(offered)) is None:
-            return f"{key} {shown} is not a version (needs {operand})"
-        return f"{key} {shown} does not satisfy {operand}"
+        return versus(key, offered, operand, ok)
     if name == "regex":
         return f"{key} {shown} {'matches' if ok else 'does not match'} {operand!r}"
     if number_of(offered) is None:
