@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from acode_placement.models import (
 )
 from acode_placement.rules.conditions import holds, version_of
 from tests.conftest import FIXTURES
-from tests.hostile import SCRIPT
+from tests.hostile import assert_refused, run
 
 OPTIONS = PlacementOptions(discovery_enabled=False)
 STANDIN = FIXTURES / "gpu" / "nvidia-smi-standin"
@@ -250,23 +251,18 @@ def test_every_nvidia_gpu_of_the_catalog_has_a_compute_capability() -> None:
 
 # ---------------------------------------------------------------- discovery, for real
 @pytest.fixture
-def nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def nvidia_smi(stand_in: Callable[[str, str], Path]) -> Any:
     """Put a stand-in `nvidia-smi` first on PATH: the recorded outputs per question."""
 
     def install(query: str, banner: str, cc: str, cc_status: int) -> None:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        script = bin_dir / "nvidia-smi"
-        script.write_text(
-            "#!/bin/sh\n"
+        stand_in(
+            "nvidia-smi",
             'case "$*" in\n'
             f"  *compute_cap*) cat '{cc}'; exit {cc_status} ;;\n"
             f"  *--query-gpu*) echo '{query}' ;;\n"
             f"  *) cat '{banner}' ;;\n"
-            "esac\n"
+            "esac",
         )
-        script.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     return install
 
@@ -335,20 +331,9 @@ def test_a_bad_condition_is_one_line_naming_file_line_and_key(
 ) -> None:
     task = tmp_path / "task.yaml"
     task.write_text("task:\n  name: t\n  requirements:\n    custom:\n      cuda: " + value + "\n")
-    targets = tmp_path / "targets.yaml"
-    targets.write_text("targets:\n  - {id: here, type: local}\n")
-    done = subprocess.run(
-        [SCRIPT, "place", str(task), "--targets", str(targets), "--no-discovery"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"acode-placement: error: {task}:5: requirements.custom.cuda: ")
-    assert message in lines[0]
-    assert "Traceback" not in done.stderr and "re2.cc" not in done.stderr
+    line = refused(tmp_path, ["place", task], message)
+    assert line.startswith(f"acode-placement: error: {task}:5: requirements.custom.cuda: ")
+    assert "re2.cc" not in line
 
 
 @pytest.mark.parametrize("strategy", ["auto", "cost-optimized", "performance"])
@@ -372,26 +357,13 @@ def test_the_operator_task_on_a_large_fleet_decides_like_the_reference(strategy:
 
 
 # -------------------------------------------------------------------- tool versions
-@pytest.fixture
-def tools_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Stand-in tools first on PATH, each with the shell body it runs."""
-    bin_dir = tmp_path / "tools"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-
-    def make(name: str, body: str) -> None:
-        path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
-
-    return make
-
-
-def test_tool_versions_are_discovered_only_for_the_tools_a_task_names(tools_on_path: Any) -> None:
-    tools_on_path("pyfake", 'echo "Python 3.9.18"')
-    tools_on_path("gitfake", 'echo "git version 2.39.2"')
-    tools_on_path("mute", "exit 0")
-    tools_on_path(
+def test_tool_versions_are_discovered_only_for_the_tools_a_task_names(
+    stand_in: Callable[[str, str], Path],
+) -> None:
+    stand_in("pyfake", 'echo "Python 3.9.18"')
+    stand_in("gitfake", 'echo "git version 2.39.2"')
+    stand_in("mute", "exit 0")
+    stand_in(
         "noisy",  # lines, escapes and a forged "end" must stay inside one value
         'printf "\\033[31mnoisy v7.2.1-rc1\\nend\\ntool docker 1\\n"; yes x | head -n 10000',
     )
@@ -438,27 +410,20 @@ def test_a_tool_version_requirement_reads_from_the_task_file(tmp_path: Path) -> 
         "task:\n  name: t\n  requirements:\n    tools:\n"
         "      - {name: python3, version: '>=3.0'}\n      - {name: git, versoin: '>=2'}\n"
     )
-    targets = tmp_path / "targets.yaml"
-    targets.write_text("targets:\n  - {id: here, type: local}\n")
-    done = subprocess.run(
-        [SCRIPT, "place", str(task), "--targets", str(targets), "--no-discovery"],
-        capture_output=True,
-        text=True,
-        check=False,
+    line = refused(
+        tmp_path, ["place", task], "versoin: unknown key (a tool is a name or {name, version})"
     )
-    assert done.returncode == 2
-    assert done.stderr.strip().startswith(
-        f"acode-placement: error: {task}:6: requirements.tools[1]: "
-    )
-    assert "versoin: unknown key (a tool is a name or {name, version})" in done.stderr
+    assert line.startswith(f"acode-placement: error: {task}:6: requirements.tools[1]: ")
 
 
 # ----------------------------------------------------------- facts from the settings
-def test_facts_named_in_the_settings_are_discovered_and_matched(tools_on_path: Any) -> None:
+def test_facts_named_in_the_settings_are_discovered_and_matched(
+    stand_in: Callable[[str, str], Path],
+) -> None:
     from acode_placement.models import FactSpec
 
-    tools_on_path("nvcc-fake", 'echo "Cuda compilation tools, release 12.4, V12.4.131"')
-    tools_on_path("silent", "exit 3")
+    stand_in("nvcc-fake", 'echo "Cuda compilation tools, release 12.4, V12.4.131"')
+    stand_in("silent", "exit 3")
     facts = {
         "cudaToolkit": FactSpec(command=["nvcc-fake", "--version"], pattern="release ([0-9.]+)"),
         "literal": FactSpec(
@@ -502,15 +467,7 @@ def test_a_bad_fact_in_the_settings_is_one_line(
     settings.write_text(yaml.safe_dump({"placement": {"facts": {"f": fact}}}))
     task = tmp_path / "task.yaml"
     task.write_text("task:\n  name: t\n  requirements: {cpu: 1}\n")
-    done = subprocess.run(
-        [SCRIPT, "place", str(task), "--config", str(settings), "--no-discovery"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 2, done.stdout
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert str(settings) in done.stderr and message in done.stderr
+    refused(tmp_path, ["place", task, "--config", settings], str(settings), message)
 
 
 # ------------------------------------------------------------ fact probers (plug-ins)
@@ -619,6 +576,14 @@ def test_the_probe_output_carries_every_version() -> None:
 
 
 RECORDED = FIXTURES / "gpu" / "recorded-public"
+
+
+def refused(home: Path, args: Sequence[str | Path], *mentions: str) -> str:
+    """The command line `args` on a one-target fleet, refused as bad input: exit 2,
+    one line naming each mention (`hostile.assert_refused`); that line."""
+    targets = home / "targets.yaml"
+    targets.write_text("targets:\n  - {id: here, type: local}\n")
+    return assert_refused(run(home, *args, "--targets", targets, "--no-discovery"), *mentions)
 
 
 @pytest.mark.parametrize(

@@ -35,22 +35,6 @@ LOCAL = LocalTarget(id="local")
 HARDWARE = ("os", "arch", "cpu", "mem_kb", "disk_kb")
 
 
-@pytest.fixture
-def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
-    """Put an executable `name` with shell `body` first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-
-    def make(name: str, body: str) -> Path:
-        path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{body}\n")
-        path.chmod(0o755)
-        return path
-
-    return make
-
-
 def probe(timeout: float = 5.0, tools: frozenset[str] = frozenset()) -> object:
     return asyncio.run(LocalProbe(timeout).probe(LOCAL, tools))
 
