@@ -623,3 +623,87 @@ def test_the_cuda_version_from_recorded_banners(
     gpu = report.capabilities.gpu
     assert gpu is not None
     assert (gpu.driver, gpu.cuda, gpu.compute_capability) == (driver, cuda, 8.9)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "message"),
+    [
+        ({"cuda": ">=abc"}, "requirements.gpu.cuda: not a version specifier: '>=abc'"),
+        ({"driver": "535"}, "requirements.gpu.driver: not a version specifier: '535'"),
+        ({"minComputeCapability": -1}, "requirements.gpu.minComputeCapability: must be >= 0"),
+        ({"minComputeCapability": True}, "requirements.gpu.minComputeCapability"),
+    ],
+)
+def test_a_bad_gpu_version_requirement_is_one_line(
+    tmp_path: Path, gpu: dict[str, Any], message: str
+) -> None:
+    import yaml
+
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump({"task": {"name": "t", "requirements": {"gpu": gpu}}}))
+    refused(tmp_path, ["place", task], str(task), message)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "message"),
+    [
+        ({"type": "nvidia", "mig": "big"}, "capabilities.gpu.mig"),
+        ({"type": "nvidia", "driver": "-rf"}, "capabilities.gpu.driver"),
+        ({"type": "nvidia", "cuda": "12 4"}, "capabilities.gpu.cuda"),
+        ({"type": "nvidia", "unified": 3}, "capabilities.gpu.unified"),
+    ],
+)
+def test_bad_gpu_facts_in_a_targets_file_are_one_line(
+    tmp_path: Path, gpu: dict[str, Any], message: str
+) -> None:
+    import yaml
+
+    targets = tmp_path / "fleet.yaml"
+    fleet = [{"id": "box", "type": "local", "capabilities": {"gpu": gpu}}]
+    targets.write_text(yaml.safe_dump({"targets": fleet}))
+    ran = run(tmp_path, "targets", "--targets", targets, "--no-discovery")
+    assert_refused(ran, str(targets), message)
+
+
+def test_lying_version_and_gpu_lines_in_a_probe_are_left_unknown() -> None:
+    """A version token too long, a compute capability that is not one, a MIG listing
+    of nonsense: each is left unknown, none breaks the probe's answer."""
+    from acode_placement.discovery.parse import parse_probe
+
+    text = "\n".join(
+        [
+            "acode-probe 1",
+            "tool version:python3 1",
+            "tool_version python3 Python 3." + "1" * 100,
+            "tool python3 1",
+            "os Linux",
+            "arch x86_64",
+            "cpu 4",
+            "mem_kb 8000000",
+            "route 0",
+            "disk_kb 100000",
+            "nvidia-smi-begin",
+            "0, NVIDIA H100 80GB HBM3, 81559, 580.159.04",
+            "nvidia-smi-end 0",
+            "nvidia-cc-begin",
+            "index, compute_cap",
+            "0, 999.5",
+            "nvidia-cc-end 0",
+            "nvidia-list-begin",
+            "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)",
+            "  MIG 99g.huge     Device  0: (UUID: MIG-1)",
+            "nvidia-list-end 0",
+            "fact f \x1b]8;;x\x07text",
+            "end",
+        ]
+    )
+    report = parse_probe(text, asked=frozenset({"python3", "version:python3"}), tools_only=False)
+    caps = report.capabilities
+    assert caps.tool_versions == {}  # 102 characters: no version
+    gpu = caps.gpu
+    assert gpu is not None and (gpu.model, gpu.mig, gpu.compute_capability) == (
+        "NVIDIA H100 80GB HBM3",
+        None,
+        None,
+    )
+    assert report.facts == {"f": "\x1b]8;;x\x07text"}  # kept as data; a pattern picks from it
