@@ -2,13 +2,16 @@
 capability cache and discovery, decisions in flight.
 
 Each engine has its own registry (so two engines in one process, or tests, never
-mix counts); `text()` renders it in the Prometheus text format, `write()` writes
-it atomically for node_exporter's textfile collector, and the service serves it.
+mix counts); `text()` renders it in the Prometheus text format and the service
+serves it. `add_to()` is for short-lived commands: it adds this process's counts
+to a metrics file that node_exporter's textfile collector reads (under a lock,
+atomically replaced), so that N runs read N.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import os
 import tempfile
@@ -23,10 +26,16 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from acode_placement import explain
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs that end at once may race
+    fcntl = None  # type: ignore[assignment]
 from acode_placement.models import PlacementResult
 
 # Decisions take microseconds to milliseconds; discovery milliseconds to seconds.
@@ -115,14 +124,30 @@ class Metrics:
     def text(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
 
-    def write(self, path: Path) -> None:
-        """Write the text format atomically (node_exporter's textfile collector)."""
+    def add_to(self, path: Path) -> None:
+        """Add this registry's counts to the metrics file at `path`: counters and
+        histograms add up with what earlier runs wrote there, gauges take this run's
+        value. Runs that end at once take turns (a lock file beside it), and the file
+        is replaced atomically, so node_exporter never reads half of it.
+
+        Raises ValueError, leaving the file as it is, when it holds something that is
+        not the Prometheus text format."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(self.text())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        with _locked(path.parent / f".{path.name}.lock"):
+            try:
+                before = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                before = ""
+            try:
+                earlier = list(text_string_to_metric_families(before))
+            except Exception as exc:  # the parser raises ValueError and worse on garbage
+                raise ValueError("not a Prometheus metrics file; left as it is") from exc
+            merged = _added(earlier, list(self.registry.collect()))
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(_rendered(merged))
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
 
 
 class _Placements(Collector):
@@ -209,3 +234,63 @@ class _Placements(Collector):
         yield GaugeMetricFamily(
             "acode_placement_decisions_in_flight", "Decisions under way", value=in_flight
         )
+
+
+# Families whose samples add up across runs; the others (gauges) are this run's.
+_ADDING = frozenset({"counter", "histogram", "summary"})
+
+
+def _added(earlier: list[Metric], now: list[Metric]) -> list[Metric]:
+    """`now`'s families with `earlier`'s counts added (sample by sample, labels and
+    all), and `earlier`'s families that this run did not have, in first-seen order.
+    `_created` samples are dropped: a run's start time means nothing in a sum."""
+    families: dict[str, Metric] = {}
+    for metric in earlier:
+        families[metric.name] = metric
+    for metric in now:
+        before = families.get(metric.name)
+        if before is None or metric.type not in _ADDING or before.type != metric.type:
+            families[metric.name] = metric
+            continue
+        totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for sample in (*before.samples, *metric.samples):
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            totals[key] = totals.get(key, 0.0) + sample.value
+        summed = Metric(metric.name, metric.documentation, metric.type)
+        for (name, labels), value in totals.items():
+            summed.add_sample(name, dict(labels), value)
+        families[metric.name] = summed
+    kept = []
+    for metric in families.values():
+        samples = [s for s in metric.samples if not s.name.endswith("_created")]
+        if samples:
+            metric.samples = samples
+            kept.append(metric)
+    return kept
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.metrics)
+
+
+def _rendered(metrics: list[Metric]) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(metrics))
+    return generate_latest(registry).decode("utf-8")
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock` (created if needed) while in the block."""
+    with open(lock, "a", encoding="utf-8") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)

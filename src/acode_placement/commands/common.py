@@ -270,12 +270,14 @@ def _write_metrics() -> None:
     if path is None or engine is None:
         return
     try:
-        engine.metrics.write(path)
+        engine.metrics.add_to(path)
     except OSError as exc:
         typer.echo(
             printable(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}"),
             err=True,
         )
+    except ValueError as exc:
+        typer.echo(printable(f"acode-placement: warning: --metrics-file {path}: {exc}"), err=True)
 
 
 def _settings(config: Path | None) -> PlacementSettings:
@@ -357,7 +359,8 @@ def _main(
         Path | None,
         typer.Option(
             "--metrics-file",
-            help="write this run's Prometheus metrics there (node_exporter textfile collector)",
+            help="add this run's Prometheus metrics to that file: counts add up across runs"
+            " (node_exporter's textfile collector)",
         ),
     ] = None,
     version: Annotated[
