@@ -12,8 +12,11 @@ import asyncio
 import base64
 import contextlib
 import os
+import selectors
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -41,7 +44,12 @@ class ProbeError(Exception):
 
 
 class Prober(Protocol):
-    """Finds what a target offers. `tools_only` asks about `tools` alone."""
+    """Finds what a target offers. `tools_only` asks about `tools` alone.
+
+    A prober may also have `at_once(target) -> ProbeReport | None`: what it can tell
+    without I/O (dated data, such as an EC2 type's catalog row), which a decision
+    uses while the probe runs in the background.
+    """
 
     async def probe(
         self, target: AnyTarget, tools: frozenset[str], *, tools_only: bool = False
@@ -89,7 +97,15 @@ def last_words(text: str) -> str:
 
 
 class LocalProbe:
-    """Runs the probe on this machine as a subprocess, in its own process group."""
+    """Runs the probe on this machine as a subprocess, in its own process group.
+
+    The process is started with `subprocess.Popen` and its pipes are served by a
+    worker thread, not by asyncio's subprocess transport: a probe started in the
+    background may still be starting when a one-shot command's event loop closes,
+    and CPython 3.11 hangs forever at that close when a task is cancelled inside
+    `asyncio.create_subprocess_exec` (python/cpython#103847). A cancelled probe
+    kills its process group, which ends the worker's reads at once.
+    """
 
     def __init__(
         self,
@@ -112,26 +128,20 @@ class LocalProbe:
             text = facts_script(self.facts) + (self.probe_script or script("probe.sh"))
             argv, stdin = sh_arguments(tools, tools_only), text.encode()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 cwd=self.workdir,
                 start_new_session=sys.platform != "win32",
             )
         except OSError as exc:
             raise ProbeError(DiscoveryStatus.UNVERIFIED, f"cannot run {argv[0]}: {exc}") from None
         try:
-            async with asyncio.timeout(self.timeout):
-                out, err = await _communicate(process, stdin)
-        except TimeoutError:
-            raise ProbeError(
-                DiscoveryStatus.UNVERIFIED,
-                f"the probe did not finish within {self.timeout:g} s",
-            ) from None
+            out, err = await asyncio.to_thread(_collect, process, stdin, self.timeout)
         finally:
-            await _reap(process)
+            _reap(process)
         if process.returncode != 0:
             stderr = last_words(err.decode(errors="replace"))
             raise ProbeError(
@@ -142,55 +152,98 @@ class LocalProbe:
         return read_facts(report, self.facts)
 
 
-async def _communicate(process: asyncio.subprocess.Process, stdin: bytes) -> tuple[bytes, bytes]:
+def _collect(process: subprocess.Popen[bytes], data: bytes, timeout: float) -> tuple[bytes, bytes]:
     """Feed stdin, read stdout and stderr to their ends, at most MAX_OUTPUT bytes each
-    (a tool on PATH that prints without end must not fill this process's memory)."""
-    assert process.stdin is not None
-    assert process.stdout is not None
-    assert process.stderr is not None
-    process.stdin.write(stdin)
-    with contextlib.suppress(ConnectionError):
-        await process.stdin.drain()
-    process.stdin.close()
-    readers = [asyncio.ensure_future(_bounded(s)) for s in (process.stdout, process.stderr)]
+    (a tool on PATH that prints without end must not fill this process's memory),
+    within `timeout` seconds; runs in a worker thread and closes the pipes."""
+    deadline = time.monotonic() + timeout
+    if sys.platform == "win32":  # pragma: no cover - no selectors on pipes there
+        try:
+            out, err = process.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise _late(timeout) from None
+    else:
+        out, err = _pump(process, data, deadline, timeout)
+    if len(out) > MAX_OUTPUT or len(err) > MAX_OUTPUT:
+        raise _flood()
     try:
-        out, err = await asyncio.gather(*readers)
-    finally:
-        for reader in readers:  # one failed (too much output): stop the other too
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-    await process.wait()
+        process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:  # closed its output but went on running
+        raise _late(timeout) from None
     return out, err
 
 
-async def _bounded(stream: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(65536):
-        size += len(chunk)
-        if size > MAX_OUTPUT:
-            raise ProbeError(
-                DiscoveryStatus.UNVERIFIED, f"the probe printed over {MAX_OUTPUT} bytes"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _pump(
+    process: subprocess.Popen[bytes], data: bytes, deadline: float, timeout: float
+) -> tuple[bytes, bytes]:
+    """`_collect` on POSIX: one selector over the three pipes."""
+    stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
+    assert stdin is not None
+    assert stdout is not None
+    assert stderr is not None
+    streams = (stdin, stdout, stderr)
+    got: dict[int, bytearray] = {stdout.fileno(): bytearray(), stderr.fileno(): bytearray()}
+    pending = memoryview(data)
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            selector.register(stderr, selectors.EVENT_READ)
+            os.set_blocking(stdin.fileno(), False)
+            selector.register(stdin, selectors.EVENT_WRITE)
+            while selector.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _late(timeout)
+                for key, _ in selector.select(left):
+                    if key.fileobj is stdin:
+                        pending = _feed(key.fd, pending)
+                        if not pending:
+                            selector.unregister(stdin)
+                            stdin.close()
+                    elif chunk := os.read(key.fd, 65536):
+                        got[key.fd] += chunk
+                        if len(got[key.fd]) > MAX_OUTPUT:
+                            raise _flood()
+                    else:
+                        selector.unregister(key.fileobj)
+    finally:
+        for stream in streams:
+            stream.close()
+    out, err = got.values()
+    return bytes(out), bytes(err)
 
 
-async def _reap(process: asyncio.subprocess.Process) -> None:
+def _feed(fd: int, pending: memoryview) -> memoryview:
+    """What is left of `pending` after one write to a non-blocking pipe; nothing when
+    the probe closed its stdin (it does not want the rest)."""
+    try:
+        return pending[os.write(fd, pending[:65536]) :]
+    except BlockingIOError:
+        return pending
+    except BrokenPipeError:
+        return pending[len(pending) :]
+
+
+def _flood() -> ProbeError:
+    return ProbeError(DiscoveryStatus.UNVERIFIED, f"the probe printed over {MAX_OUTPUT} bytes")
+
+
+def _late(timeout: float) -> ProbeError:
+    return ProbeError(DiscoveryStatus.UNVERIFIED, f"the probe did not finish within {timeout:g} s")
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
     """Kill the probe and everything it started, unless it has already ended, and
-    close its pipes: output left unread (over the bound) would otherwise keep
-    `wait()` waiting for an end of file that never comes."""
-    if process.returncode is None:
+    wait for it (after SIGKILL, a moment), so that nothing is left behind, a
+    cancelled or interrupted caller's probe included."""
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if sys.platform == "win32":
                 process.kill()
             else:
                 os.killpg(process.pid, signal.SIGKILL)
-    transport = getattr(process, "_transport", None)  # asyncio has no public way
-    if transport is not None:
-        transport.close()
-    # Waiting is shielded so that a cancelled caller still leaves no zombie.
-    await asyncio.shield(process.wait())
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(2.0)
 
 
 class DeferredProber:
