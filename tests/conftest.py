@@ -32,6 +32,10 @@ def _isolated_config(
     for name in list(os.environ):
         if name.startswith(("ACODE_PLACEMENT_", "AWS_")):
             monkeypatch.delenv(name)
+    # A command run in-process leaves no detached refresh behind (each would start a
+    # Python of its own); tests/test_background_refresh.py runs the console script,
+    # whose environment (tests.hostile.environment) does not carry this.
+    monkeypatch.setenv("ACODE_PLACEMENT_BACKGROUND_REFRESH", "false")
     # No test may reach AWS or the instance-metadata address, whatever the machine has.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")

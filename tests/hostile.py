@@ -3,6 +3,7 @@ script in an isolated home, and assert the properties every attack must leave tr
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -39,6 +40,9 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
         AWS_CONFIG_FILE="/nonexistent/aws-config",
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent/aws-credentials",
         ACODE_PLACEMENT_EC2_API="off",
+        # no detached refresh after a command (a fleet of 20,000 made-up hosts would be
+        # probed for minutes); tests/test_background_refresh.py turns it back on
+        ACODE_PLACEMENT_BACKGROUND_REFRESH="false",
         COLUMNS="200",
     )
     env.update(extra)
@@ -72,12 +76,17 @@ def assert_sane(ran: Ran) -> None:
             assert secret not in stream, f"{secret!r} leaked: {stream[-500:]!r}"
 
 
-def assert_refused(ran: Ran, *mentions: str) -> str:
-    """Bad input: exit 2, one line `acode-placement: error: ...` naming `mentions`."""
+def assert_refused(ran: Ran, *mentions: str, as_json: bool = False) -> str:
+    """Bad input: exit 2, one line `acode-placement: error: ...` naming `mentions`
+    (`as_json`: the line is `{"error": ..., "exitStatus": 2}`, as under `--json`)."""
     assert_sane(ran)
     assert ran.code == 2, (ran.code, ran.out[-500:], ran.err[-1000:])
     assert len(ran.err_lines) == 1, ran.err
     line = ran.err_lines[0]
+    if as_json:
+        error = json.loads(line)
+        assert error["exitStatus"] == 2, line
+        line = f"acode-placement: error: {error['error']}"
     assert line.startswith("acode-placement: error: "), line
     for mention in mentions:
         assert mention in line, (mention, line)

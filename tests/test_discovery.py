@@ -26,10 +26,12 @@ from acode_placement import (
     LocalTarget,
     PlacementEngine,
     PlacementOptions,
+    PlacementSettings,
     ProbeError,
     ProbeReport,
     SshTarget,
     TaskRequirements,
+    explain,
 )
 from acode_placement.discovery.cache import fingerprint
 from acode_placement.discovery.service import COMMON_TOOLS
@@ -278,11 +280,18 @@ class TestChanges:
             raise RuntimeError("subscriber bug")
 
         engine.subscribe(broken)
-        asyncio.run(engine.place(TaskRequirements(), [BOX]))
+
+        async def place_and_settle() -> bool:
+            # the probe runs in the background (declared, then stale values used at
+            # once); its change is published when it lands
+            result = await engine.place(TaskRequirements(), [BOX])
+            await engine.settle(5)
+            return result.success
+
+        assert asyncio.run(place_and_settle())
         prober.cpu = 2
         clock.advance(minutes=6)
-        result = asyncio.run(engine.place(TaskRequirements(), [BOX]))
-        assert result.success
+        assert asyncio.run(place_and_settle())
         assert seen.count("CapabilitiesChanged") == 1
 
 
@@ -390,16 +399,32 @@ class TestDeadline:
         options = PlacementOptions(decision_timeout=timeout)
         return asyncio.run(engine.place(TaskRequirements(cpu=2), [BOX], options))
 
-    def test_a_late_probe_leaves_the_decision_on_time_with_declared_values(self) -> None:
+    def test_a_target_never_probed_is_used_as_declared_at_once(self) -> None:
         prober = FakeProber(delay=10)
-        result = self.place(prober)
-        assert result.success and result.selected.stale
-        assert result.selected.status == "unverified"
-        assert result.selected.cause == "no answer within the decision timeout (0.05 s)"
+        result = self.place(prober, timeout=5)
+        assert result.success and not result.selected.stale
+        assert result.selected.status == "declared"
+        assert result.selected.cause == "not probed yet; probing in the background"
         assert result.selected.capabilities.cpu == 4
-        assert result.decision_duration < 2
-        # asyncio.run ends the loop: the late probe is cancelled, not leaked.
+        assert result.decision_duration < 1  # the 5 s deadline is not waited for
+        assert "box declared (not probed yet; probing in the background)" in explain.why(result)
+        # asyncio.run ends the loop: the background probe is cancelled, not leaked.
         assert prober.cancelled == 1 and prober.running == 0
+
+    def test_a_late_probe_of_a_target_nothing_is_known_of_keeps_the_deadline(self) -> None:
+        prober = FakeProber(delay=10)
+        engine = PlacementEngine(discovery=discovery(prober))
+        options = PlacementOptions(decision_timeout=0.05)
+        result = asyncio.run(engine.place(TaskRequirements(cpu=2), [BARE], options))
+        assert not result.success and result.decision_duration < 2
+        (only,) = result.all_scores
+        assert only.status == "unverified"
+        assert only.cause == "no answer within the decision timeout (0.05 s)"
+        assert prober.cancelled == 1 and prober.running == 0
+
+    def test_the_default_deadline_is_a_tenth_of_a_second(self) -> None:
+        assert PlacementOptions().decision_timeout == 0.1
+        assert PlacementSettings().decision_timeout == 0.1
 
     def test_a_late_probe_still_fills_the_cache_while_the_loop_lives(self) -> None:
         prober = FakeProber(delay=0.2)
@@ -414,8 +439,86 @@ class TestDeadline:
             assert first.selected and second.selected
             return first.selected.status, second.selected.status
 
-        assert asyncio.run(two_decisions()) == ("unverified", "cached")
+        assert asyncio.run(two_decisions()) == ("declared", "cached")
         assert len(prober.calls) == 1
+
+    def test_an_expired_entry_is_used_at_once_and_refreshed_in_the_background(self) -> None:
+        clock = Clock()
+        prober = FakeProber(cpu=8)
+        d = discovery(prober, clock)
+        engine = PlacementEngine(discovery=d)
+        options = PlacementOptions(decision_timeout=5)
+
+        async def run() -> list[Any]:
+            first = await engine.place(TaskRequirements(), [BOX], options)  # declared
+            await engine.settle(5)
+            clock.advance(minutes=7)
+            prober.cpu, prober.delay = 16, 10.0  # the machine grew; its probe is slow
+            second = await engine.place(TaskRequirements(), [BOX], options)
+            prober.delay = 0.0
+            return [first, second]
+
+        first, second = asyncio.run(run())
+        assert first.selected.status == "declared"
+        assert second.selected.status == "stale" and second.decision_duration < 1
+        assert second.selected.cause == "last probed 7 min ago; refreshing in the background"
+        assert second.selected.capabilities.cpu == 8  # the last known, not the declared 4
+        why = explain.why(second)
+        assert "box stale (last probed 7 min ago; refreshing in the background)" in why
+        assert len(prober.calls) == 2  # the refresh was started, not skipped
+
+        # With a quick probe, the refresh lands and the next decision sees it.
+        async def refreshed() -> tuple[str, str, float | None]:
+            clock.advance(minutes=7)
+            await engine.place(TaskRequirements(), [BOX], options)
+            await engine.settle(5)
+            third = await engine.place(TaskRequirements(), [BOX], options)
+            assert third.selected
+            chosen = third.selected
+            return chosen.status, chosen.cause or "", chosen.capabilities.cpu
+
+        assert asyncio.run(refreshed()) == ("cached", "", 16)
+
+    def test_an_expired_entry_that_never_asked_about_a_tool_waits_for_it(self) -> None:
+        clock = Clock()
+        prober = FakeProber()
+        d = discovery(prober, clock)
+        lookup(d, [BOX])
+        clock.advance(minutes=7)
+        (known,) = asyncio.run(d.lookup([BOX], frozenset({"zig"}), timeout=5))
+        assert known.status == "fresh"  # waited: nothing known could answer for zig
+
+    def test_a_probe_that_missed_a_deadline_is_not_waited_for_again(self) -> None:
+        prober = FakeProber(delay=1.0)
+        d = discovery(prober)
+
+        async def run() -> list[tuple[Known, float]]:
+            answers = []
+            for _ in range(3):
+                started = asyncio.get_running_loop().time()
+                (known,) = await d.lookup([BARE], timeout=0.2)
+                answers.append((known, asyncio.get_running_loop().time() - started))
+            await d.settle(5)
+            (done,) = await d.lookup([BARE], timeout=0.2)
+            answers.append((done, 0.0))
+            return answers
+
+        (first, waited), *again, (done, _) = asyncio.run(run())
+        assert first.cause == "no answer within the decision timeout (0.2 s)"
+        assert waited >= 0.15
+        for known, took in again:
+            assert known.status == "unverified" and not known.known
+            assert known.cause == "still probing after missing an earlier decision's deadline"
+            assert took < 0.1
+        assert len(prober.calls) == 1
+        assert done.status == "cached" and done.capabilities.cpu == 8
+
+    def test_verified_only_waits_for_the_probe_of_a_declared_target(self) -> None:
+        prober = FakeProber(delay=0.05)
+        engine = PlacementEngine(discovery=discovery(prober))
+        options = PlacementOptions(decision_timeout=5, require_verified=True)
+        result = asyncio.run(engine.place(TaskRequirements(cpu=2), [BOX], options))
+        assert result.success and result.selected.status == "fresh"
 
     def test_concurrent_decisions_share_one_probe_per_target(self) -> None:
         prober = FakeProber(delay=0.05)
@@ -488,6 +591,27 @@ class TestLocalProbe:
 
         asyncio.run(cancel())
         assert not _alive(int(pids.read_text()))
+
+    def test_a_one_shot_loop_may_end_while_a_background_probe_starts(self) -> None:
+        """`asyncio.run(engine.place(...))` answers with declared values and ends its
+        loop at once, while the local probe it started is still being spawned. CPython
+        3.11 hangs for ever in that loop's shutdown when the probe is an asyncio
+        subprocess (python/cpython#103847); the probe must not be one."""
+        code = (
+            "import asyncio\n"
+            "from acode_placement import *\n"
+            "from acode_placement.models import TargetKind\n"
+            "engine = PlacementEngine(discovery=Discovery({TargetKind.LOCAL: LocalProbe(10)}))\n"
+            "box = LocalTarget(id='box', capabilities=Capabilities(cpu=2))\n"
+            "for _ in range(25):\n"
+            "    result = asyncio.run(engine.place(TaskRequirements(cpu=1), [box]))\n"
+            "    assert result.selected.status == 'declared', result.selected\n"
+            "print('done')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout == "done\n", done.stderr[-2000:]
 
     @pytest.mark.parametrize(
         ("text", "status", "message"),

@@ -131,7 +131,9 @@ class TestInstanceTypesFromTheApi:
             Ec2Target(id="typo", instance_type="g5.xlargee", hourly_rate=1),
             Ec2Target(id="good", instance_type="g5.xlarge", hourly_rate=1),
         ]
-        result = run(engine.place(TaskRequirements(cpu=2), fleet))
+        # the API's answer, not the deadline, is what is tested: wait for it
+        options = PlacementOptions(decision_timeout=30)
+        result = run(engine.place(TaskRequirements(cpu=2), fleet, options))
         assert result.selected is not None and result.selected.id == "good"
         typo = result.all_scores[0]
         assert not typo.eligible and typo.status == "unverified"
@@ -163,6 +165,25 @@ class TestFaults:
         assert report.source == "catalog"
         assert report.capabilities.gpu.vram_gb == 24  # the catalog's 24576 MiB
         assert elapsed < 10
+
+    def test_a_decision_uses_the_catalog_at_once_while_the_api_is_asked(self, aws: str) -> None:
+        engine = PlacementEngine.default(PlacementSettings(ec2_api=AwsApi.ON))
+        fleet = [Ec2Target(id="g5", instance_type="g5.xlarge")]
+        options = PlacementOptions(decision_timeout=0.001)  # no time to ask the API
+
+        async def twice() -> tuple[Any, Any]:
+            first = await engine.place(TaskRequirements(gpu={"type": "nvidia"}), fleet, options)
+            await engine.settle(30)
+            second = await engine.place(TaskRequirements(gpu={"type": "nvidia"}), fleet, options)
+            return first, second
+
+        first, second = run(twice())
+        assert first.success and first.selected.status == "catalog"
+        assert first.selected.cause == (
+            "capabilities from the shipped catalog, prices of 2026-01-21; asking the EC2 API"
+        )
+        assert first.selected.capabilities.gpu.model == "A10G"
+        assert second.selected.status == "cached"  # the API's answer, once it came
 
     def test_a_fault_degrades_a_placement_and_never_crashes_it(
         self, aws: str, monkeypatch: pytest.MonkeyPatch

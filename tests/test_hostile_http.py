@@ -382,8 +382,9 @@ def test_connections_over_the_cap_are_turned_away_then_served(quick: tuple[str, 
 
 
 def test_a_slow_application_is_not_cut_by_the_request_deadline(quick: tuple[str, int]) -> None:
-    """The deadline covers receiving the request; a placement may take longer."""
-    options = {"discoveryEnabled": True, "decisionTimeout": 3}
+    """The deadline covers receiving the request; a placement may take longer (one
+    that wants verified capabilities waits for the probe of a declared target)."""
+    options = {"discoveryEnabled": True, "decisionTimeout": 3, "requireVerified": True}
     started = time.monotonic()
     response = httpx.post(
         f"{quick[0]}/v1/placements", json={"task": TASK, "options": options}, headers=AUTH,

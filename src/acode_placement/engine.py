@@ -147,15 +147,27 @@ class PlacementEngine:
     ) -> list[Known]:
         """Declared capabilities, refreshed by discovery where it can probe.
 
-        Waits at most `options.decision_timeout` seconds: a target whose discovery
-        is late or fails keeps its last known (or declared) capabilities, and its
-        `Known.status` says so.
+        What is known is used at once and refreshed in the background (an expired
+        entry is stale, a target never probed is declared); a target of which nothing
+        usable is known is waited for, `options.decision_timeout` seconds at most. A
+        target whose discovery is late or fails keeps its last known (or declared)
+        capabilities, and its `Known.status` says so. With `require_verified`, stale
+        and declared values would rule a target out, so their probes are waited for.
         """
         if not options.discovery_enabled or self.discovery is None:
             return list(self._declared.get(targets, _declared))
         return await self.discovery.lookup(
-            targets, requirements.wanted_tools(), timeout=options.decision_timeout
+            targets,
+            requirements.wanted_tools(),
+            timeout=options.decision_timeout,
+            background=not options.require_verified,
         )
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Let discovery's background probes finish (`timeout` seconds at most) and
+        save what they found; see `Discovery.settle`."""
+        if self.discovery is not None:
+            await self.discovery.settle(timeout)
 
     async def resolve(self, targets: Sequence[AnyTarget]) -> list[AnyTarget]:
         """The targets as candidates: each ec2 fleet expanded into one target per
@@ -176,12 +188,16 @@ class PlacementEngine:
         *,
         refresh: bool = False,
         timeout: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Known]:
         """Discover targets now (`refresh` ignores the cache); declared only without
-        discovery. Give resolved targets (see `resolve`) to discover fleet members."""
+        discovery. Give resolved targets (see `resolve`) to discover fleet members.
+        `progress(done, total)` is told of each probe as it ends."""
         if self.discovery is None:
             return [Known(t.capabilities or Capabilities()) for t in targets]
-        return await self.discovery.lookup(targets, tools, refresh=refresh, timeout=timeout)
+        return await self.discovery.lookup(
+            targets, tools, refresh=refresh, timeout=timeout, progress=progress
+        )
 
     async def evaluate_all(
         self,

@@ -7,11 +7,14 @@ No command lives here; each command group has its own module beside this one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -46,7 +49,7 @@ from acode_placement.models import (
 )
 from acode_placement.safe import printable
 from acode_placement.strategies import StrategyRegistry
-from acode_placement.telemetry import configure_logging
+from acode_placement.telemetry import configure_logging, get_logger
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,6 +67,7 @@ class _Group(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        _session.json_errors = _wants_json(args)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:  # click's errors, as typer vendors them
@@ -103,9 +107,28 @@ def _usage_hint(exc: typer.TyperException) -> str:
     return f" (see: {path} --help)" if path else ""
 
 
-def _fail(message: str) -> None:
-    """One line on stderr: controls escaped, so the line stays one line."""
+def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr: controls escaped, so the line stays one line. Under
+    `--json` the line is a JSON object, `{"error": MESSAGE, "exitStatus": CODE}`."""
+    if _session.json_errors:
+        line = json.dumps({"error": printable(message), "exitStatus": code}, ensure_ascii=False)
+        typer.echo(line, err=True)
+        return
     typer.echo(f"acode-placement: error: {printable(message)}", err=True)
+
+
+def _warn(message: str) -> None:
+    """A warning, one line on stderr (`{"warning": MESSAGE}` under `--json`)."""
+    if _session.json_errors:
+        typer.echo(json.dumps({"warning": printable(message)}, ensure_ascii=False), err=True)
+        return
+    typer.echo(f"acode-placement: warning: {printable(message)}", err=True)
+
+
+def _wants_json(args: Sequence[str] | None) -> bool:
+    """`--json` among the options (before any `--`)."""
+    words = list(sys.argv[1:] if args is None else args)
+    return "--json" in words[: words.index("--") if "--" in words else len(words)]
 
 
 def _echo(text: str) -> None:
@@ -162,6 +185,7 @@ TargetsOpt = Annotated[
     Path | None,
     typer.Option(
         "--targets",
+        metavar="FILE",
         help=f"targets file (default: ${TARGETS_ENV}, then {_CONFIG_DIR}/targets.yaml,"
         " then this machine alone)",
     ),
@@ -170,6 +194,7 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
+        metavar="FILE",
         help=f"settings file (default: ${CONFIG_ENV}, then {_CONFIG_DIR}/placement.yaml)",
     ),
 ]
@@ -189,6 +214,7 @@ StrategyOpt = Annotated[
     str | None,
     typer.Option(
         "--strategy",
+        metavar="NAME",
         help="overrides the settings: auto | local-first | cloud-first | cost-optimized"
         " | performance, or an installed plug-in (acode-placement strategies)",
         autocompletion=_strategy_names,
@@ -196,7 +222,9 @@ StrategyOpt = Annotated[
 ]
 ModeOpt = Annotated[
     str | None,
-    typer.Option("--mode", help="local-only | airgapped | burst", autocompletion=_mode_names),
+    typer.Option(
+        "--mode", metavar="MODE", help="local-only | airgapped | burst", autocompletion=_mode_names
+    ),
 ]
 NoDiscoveryOpt = Annotated[
     bool, typer.Option("--no-discovery", help="use declared capabilities only")
@@ -210,7 +238,9 @@ RequireVerifiedOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
-TaskArg = Annotated[Path, typer.Argument(help="task file (YAML)", show_default=False)]
+TaskArg = Annotated[
+    Path, typer.Argument(metavar="TASK", help="task file (YAML)", show_default=False)
+]
 
 
 def _console() -> Console:
@@ -237,32 +267,145 @@ class _Session:
     log_format: str | None = None
     metrics_file: Path | None = None
     engine: PlacementEngine | None = None
+    # One event loop per command; the probes a decision left running on it are handed
+    # to a detached refresh when the command ends (see `_end_loop`).
+    runner: asyncio.Runner | None = None
+    targets_path: Path | None = None
+    config_path: Path | None = None
+    background_refresh: bool = False
+    json_errors: bool = False  # `--json` was given: errors are JSON too
 
 
 _session = _Session()
 
 
 def _errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Bad input becomes one line on stderr and exit status 2, never a traceback;
-    with `--json`, stdout also gets `{"error": ..., "exitStatus": 2}` (stderr keeps its
-    one `acode-placement: error:` line, which scripts and people match). Whatever the
-    outcome, `--metrics-file` gets the command's metrics."""
+    """Bad input becomes one line on stderr and exit status 2, never a traceback
+    (with `--json`, that line is a JSON object; see `_fail`). Whatever the outcome,
+    `--metrics-file` gets the command's metrics."""
 
     @wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        answered = False
         try:
-            return command(*args, **kwargs)
+            answer = command(*args, **kwargs)
+            answered = True
+            return answer
+        except typer.Exit:
+            answered = True
+            raise
         except PlacementError as exc:
             _fail(str(exc))
-            if kwargs.get("json_out"):  # a program that asked for JSON gets JSON, even now
-                _print_json({"error": printable(str(exc)), "exitStatus": 2})
             raise typer.Exit(2) from None
         except BrokenPipeError:  # before typer's own handler makes it exit status 1
             pipe_closed()
         finally:
+            _end_loop(answered)
             _write_metrics()
 
     return run
+
+
+def _run(work: Coroutine[Any, Any, R]) -> R:
+    """Run `work` on the command's event loop (made on first use)."""
+    if _session.runner is None:
+        _session.runner = asyncio.Runner()
+    return _session.runner.run(work)
+
+
+def _end_loop(answered: bool) -> None:
+    """Close the command's event loop, cancelling what still runs on it (a local
+    probe's processes are killed). After an answer, the targets whose probes were
+    still running are handed to a detached `discover` that refreshes the cache in
+    the background (unless `backgroundRefresh: false`), so that the command exits at
+    once and the next run finds them probed; after an interrupt or an error, nothing
+    is handed on."""
+    runner, engine = _session.runner, _session.engine
+    if runner is None:
+        return
+    _session.runner = None
+    try:
+        if answered and _session.background_refresh and engine and engine.discovery:
+            pending = engine.discovery.pending()
+            if pending and engine.discovery.cache.path is not None:
+                _refresh_in_background(pending)
+    finally:
+        runner.close()
+
+
+# The hidden `discover` option of the detached refresh (never a user's).
+IN_BACKGROUND = "--in-background"
+
+
+def _refresh_in_background(targets: Sequence[AnyTarget]) -> None:
+    """Start `acode-placement discover --in-background -- ID...` on the same targets
+    file and settings, detached (own session, no terminal, output discarded). It
+    takes a lock beside the cache file, so that at most one runs at a time."""
+    argv = [sys.executable, "-m", "acode_placement", "discover", IN_BACKGROUND]
+    if _session.targets_path is not None:
+        argv += ["--targets", str(_session.targets_path.absolute())]
+    if _session.config_path is not None:
+        argv += ["--config", str(_session.config_path.absolute())]
+    argv += ["--", *sorted(t.id for t in targets)]
+    try:
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=sys.platform != "win32",
+        )
+    except OSError as exc:  # the answer is out; the next run probes them instead
+        get_logger("acode_placement.discovery").warning(
+            "discovery.background_refresh_not_started", error=str(exc)
+        )
+
+
+class _Bar:
+    """What `_progress` yields: `step(text)` moves to the next of a known number of
+    steps and names it; `update(done, total)` counts finished pieces of work."""
+
+    def __init__(self, what: str, bar: Any = None, task: Any = None) -> None:
+        self._what, self._bar, self._task, self._steps = what, bar, task, 0
+
+    def step(self, text: str) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(
+            self._task, completed=self._steps, description=f"{self._what}: {printable(text)}"
+        )
+        self._steps += 1
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+
+@contextlib.contextmanager
+def _progress(what: str, total: int | None = None) -> Iterator[_Bar]:
+    """A rich progress bar on stderr while slow work runs, only when stderr is a
+    terminal (piped or redirected output never gets one); gone when done."""
+    if not sys.stderr.isatty():
+        yield _Bar(what)
+        return
+    from rich.progress import (  # noqa: PLC0415  (a terminal's only)
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        yield _Bar(what, bar, bar.add_task(what, total=total))
 
 
 def _write_metrics() -> None:
@@ -272,12 +415,9 @@ def _write_metrics() -> None:
     try:
         engine.metrics.add_to(path)
     except OSError as exc:
-        typer.echo(
-            printable(f"acode-placement: warning: --metrics-file {path}: {exc.strerror}"),
-            err=True,
-        )
+        _warn(f"--metrics-file {path}: {exc.strerror}")
     except ValueError as exc:
-        typer.echo(printable(f"acode-placement: warning: --metrics-file {path}: {exc}"), err=True)
+        _warn(f"--metrics-file {path}: {exc}")
 
 
 def _settings(config: Path | None) -> PlacementSettings:
@@ -298,6 +438,7 @@ def _engine(settings: PlacementSettings) -> PlacementEngine:
     """The default engine for these settings; logging follows them unless a flag said."""
     _log_as(settings)
     _session.engine = PlacementEngine.default(settings)
+    _session.background_refresh = settings.background_refresh
     return _session.engine
 
 
@@ -321,6 +462,7 @@ def _options(
 
 
 def _targets(explicit: Path | None) -> list[AnyTarget]:
+    _session.targets_path = explicit
     path = find_file(explicit, TARGETS_ENV, "targets.yaml")
     if path is None:
         return [LocalTarget(id="local")]
@@ -349,16 +491,23 @@ def _choice(value: str | None, option: str, allowed: type[enum.StrEnum]) -> str 
 def _main(
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", help="debug | info | warning | error (default: settings)"),
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="debug | info | warning | error (default: settings)",
+        ),
     ] = None,
     log_format: Annotated[
         str | None,
-        typer.Option("--log-format", help="json | console | auto (console on a terminal)"),
+        typer.Option(
+            "--log-format", metavar="FORMAT", help="json | console | auto (console on a terminal)"
+        ),
     ] = None,
     metrics_file: Annotated[
         Path | None,
         typer.Option(
             "--metrics-file",
+            metavar="FILE",
             help="add this run's Prometheus metrics to that file: counts add up across runs"
             " (node_exporter's textfile collector)",
         ),
@@ -373,7 +522,7 @@ def _main(
     _session.engine = None
     # A variable that looks like a setting but is none (a misspelling) is said, once.
     for stray in stray_environment(os.environ):
-        typer.echo(f"acode-placement: warning: {printable(stray)}", err=True)
+        _warn(stray)
     # Until a command reads its settings: the flags, else the environment, else defaults.
     env_level = os.environ.get("ACODE_PLACEMENT_LOG_LEVEL", "warning")
     env_format = os.environ.get("ACODE_PLACEMENT_LOG_FORMAT", "auto")

@@ -4,7 +4,6 @@ capability cache, and the tables that show them.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from acode_placement import explain
 from acode_placement.commands.common import (
+    IN_BACKGROUND,
     ConfigOpt,
     JsonOpt,
     NoDiscoveryOpt,
@@ -22,6 +22,9 @@ from acode_placement.commands.common import (
     _engine,
     _errors,
     _print_json,
+    _progress,
+    _run,
+    _session,
     _Table,
     _targets,
     app,
@@ -29,6 +32,7 @@ from acode_placement.commands.common import (
 from acode_placement.config import (
     resolve_settings,
 )
+from acode_placement.discovery.cache import age_words
 from acode_placement.discovery.compare import contradictions, provenance
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import UnknownNameError
@@ -43,6 +47,11 @@ from acode_placement.models import (
     TaskRequirements,
 )
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no background refresh
+    fcntl = None  # type: ignore[assignment]
+
 
 @app.command()
 @_errors
@@ -52,9 +61,16 @@ def targets(
     no_discovery: NoDiscoveryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the targets with their capabilities: declared, with what discovery found over them."""
+    """List the targets with their capabilities: declared, with what discovery found over them.
+
+    \b
+    Examples:
+      acode-placement targets --targets targets.yaml
+      acode-placement targets --no-discovery --json
+    """
     fleet = _targets(targets)
     settings, _ = resolve_settings(config)
+    _session.config_path = config
     engine = _engine(settings)
     options = PlacementOptions(
         discovery_enabled=settings.discovery_enabled and not no_discovery,
@@ -65,7 +81,7 @@ def targets(
         resolved = await engine.resolve(fleet)
         return resolved, await engine.capabilities(resolved, TaskRequirements(), options)
 
-    resolved, known = asyncio.run(look())
+    resolved, known = _run(look())
     rows = list(zip(resolved, known, strict=True))
     if json_out:
         _print_json({"targets": [explain.target_json(t, k) for t, k in rows]})
@@ -81,7 +97,8 @@ def targets(
 @_errors
 def discover(
     ids: Annotated[
-        list[str] | None, typer.Argument(help="target ids (default: every target)")
+        list[str] | None,
+        typer.Argument(metavar="[ID]...", help="target ids (default: every target)"),
     ] = None,
     targets: TargetsOpt = None,
     config: ConfigOpt = None,
@@ -89,22 +106,34 @@ def discover(
         bool, typer.Option("--refresh", help="probe every target now, whatever the cache holds")
     ] = False,
     json_out: JsonOpt = False,
+    in_background: Annotated[bool, typer.Option(IN_BACKGROUND, hidden=True)] = False,
 ) -> None:
-    """Probe the targets: what each offers, where each value came from, how old it is."""
+    """Probe the targets: what each offers, where each value came from, how old it is.
+
+    \b
+    Examples:
+      acode-placement discover
+      acode-placement discover gpu-box build-box --refresh
+      acode-placement discover aws-burst/g5.xlarge --json
+    """
     fleet = _targets(targets)
     for name in ids or ():
         if not any(t.id == name for t in fleet) and "/" not in name:
             raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
     settings, _ = resolve_settings(config)
     engine = _engine(settings)
+    if in_background:  # the refresh a command left behind (see common._end_loop)
+        _refresh_quietly(engine, fleet, ids or [])
+        return
 
     async def look() -> tuple[list[AnyTarget], list[Known]]:
         resolved = await engine.resolve(fleet)
         wanted = [t for t in resolved if not ids or selects(ids, t)]
         tools = frozenset(tool for t in wanted if t.capabilities for tool in t.capabilities.tools)
-        return wanted, await engine.discover(wanted, tools, refresh=refresh)
+        return wanted, await engine.discover(wanted, tools, refresh=refresh, progress=bar.update)
 
-    chosen, known = asyncio.run(look())
+    with _progress("probing") as bar:
+        chosen, known = _run(look())
     for name in ids or ():
         if not any(selects([name], t) for t in chosen):
             raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
@@ -118,6 +147,28 @@ def discover(
         for line in (*report["contradictions"], *report["notes"]):
             if line != report["cause"]:  # the table's cause column says it already
                 console.print(f"{report['id']}: {line}", markup=False)
+
+
+def _refresh_quietly(engine: PlacementEngine, fleet: list[AnyTarget], ids: list[str]) -> None:
+    """Probe these targets (those expired or never probed), print nothing, and give
+    way at once when another refresh of the same cache is running."""
+    cache = engine.discovery.cache.path if engine.discovery else None
+    if cache is None or fcntl is None:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.with_name(f".{cache.name}.refresh.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another refresh is at it
+
+        async def probe() -> None:
+            resolved = await engine.resolve(fleet)
+            wanted = [t for t in resolved if selects(ids, t)]
+            tools = frozenset(t for w in wanted if w.capabilities for t in w.capabilities.tools)
+            await engine.discover(wanted, tools)
+
+        _run(probe())
 
 
 def _where(target: AnyTarget) -> str:
@@ -187,19 +238,11 @@ def _discover_table(reports: Sequence[dict[str, Any]]) -> Table:
         table.add_row(
             report["id"],
             report["status"],
-            "-" if age is None else _age(age),
+            "-" if age is None else age_words(age),
             *_capability_cells(caps),
             report["cause"] or "",
         )
     return table
-
-
-def _age(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _num_or_dash(value: float | None) -> str:

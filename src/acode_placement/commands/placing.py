@@ -4,7 +4,6 @@ it is printed (the choice, the ranking table, each candidate's checks).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from acode_placement.commands.common import (
     _errors,
     _options,
     _print_json,
+    _run,
+    _session,
     _Table,
     _targets,
     app,
@@ -69,6 +70,7 @@ def _prepare(
     require_verified: bool = False,
 ) -> _Run:
     settings, settings_file = resolve_settings(config)
+    _session.config_path = config
     engine = _engine(settings)
     chosen = strategy or settings.strategy
     if chosen not in engine.registry:
@@ -157,7 +159,7 @@ def _decide(
     record: bool = True,
 ) -> tuple[Task, PlacementResult]:
     task = read_task(task_path).value.task
-    result = asyncio.run(
+    result = _run(
         run.engine.place(
             task.requirements,
             run.targets,
@@ -190,18 +192,30 @@ def place(
         ),
     ] = False,
     owner: Annotated[
-        str | None, typer.Option("--owner", help="who holds the lease (default host:pid)")
+        str | None,
+        typer.Option("--owner", metavar="NAME", help="who holds the lease (default host:pid)"),
     ] = None,
     server: Annotated[
         str | None,
         typer.Option(
             "--server",
+            metavar="URL",
             help="ask this acode-placement service instead (token: $ACODE_PLACEMENT_TOKEN)",
         ),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Choose where TASK runs, and say why in one line."""
+    """Choose where TASK runs, and say why in one line.
+
+    Exit status: 0 placed, 1 no valid target, 2 bad input.
+
+    \b
+    Examples:
+      acode-placement place task.yaml --targets targets.yaml
+      acode-placement place task.yaml --strategy cost-optimized --mode local-only
+      acode-placement place task.yaml --reserve --owner ci-42 --json
+      acode-placement place task.yaml --server http://127.0.0.1:8790
+    """
     if owner is not None and (not 1 <= len(owner) <= 256 or "\x00" in owner):
         raise InputError(f"--owner: 1 to 256 characters without NUL, not {len(owner)}")
     if server is not None:
@@ -245,7 +259,13 @@ def explain_command(
     require_verified: RequireVerifiedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show every target with its score, matches and mismatches (nothing is recorded)."""
+    """Show every target with its score, matches and mismatches (nothing is recorded).
+
+    \b
+    Examples:
+      acode-placement explain task.yaml --targets targets.yaml
+      acode-placement explain task.yaml --require-verified --json
+    """
     run = _prepare(targets, config, strategy, mode, no_discovery, require_verified)
     _, result = _decide(task, run, record=False)
     if json_out:
@@ -313,6 +333,6 @@ def _details(ts: TargetScore) -> str:
     if isinstance(ts.target, Ec2Target) and ts.target.price is not None:
         text += f" | {explain.price_text(ts.target)}"
     unknown = any(c.kind is CheckKind.DISCOVERY for c in ts.mismatches)
-    if ts.stale and not unknown:
+    if ts.unconfirmed and not unknown:
         text += f" | {explain.discovery_text(ts)}"
     return text

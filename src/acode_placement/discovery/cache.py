@@ -84,6 +84,17 @@ def _digest(where: str) -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
+def age_words(seconds: float) -> str:
+    """An age as a person says it: `40 s`, `12 min`, `3.5 h`, `2.0 days`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One target's discovered capabilities and which tools were asked about."""

@@ -4,21 +4,32 @@
 the cache's time-to-live, with every tool the task names already asked about, is
 a cache hit and costs no I/O. Otherwise it is probed (only the unknown tools, when
 the hardware is still fresh), at most `concurrency` targets at a time, one probe
-per target in flight however many decisions ask. A decision waits `timeout`
-seconds at most; a probe still running then finishes in the background and
-fills the cache for the next decision.
+per target in flight however many decisions ask. A decision uses what is known
+at once (an expired entry, marked stale; declared values, marked declared) and
+refreshes it in the background; it waits, `timeout` seconds at most, only for
+targets of which nothing usable is known, and never again for a probe that missed
+a deadline. A probe still running finishes in the background and fills the cache
+for the next decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from acode_placement.discovery.cache import CapabilityCache, Entry, Failure, fingerprint
+from acode_placement.discovery.cache import (
+    CapabilityCache,
+    Entry,
+    Failure,
+    age_words,
+    fingerprint,
+)
 from acode_placement.discovery.compare import changes
 from acode_placement.discovery.facts import FactProber, coded_facts, load_fact_probers
 from acode_placement.discovery.parse import ProbeReport
@@ -130,6 +141,9 @@ class Discovery:
         self._listeners: list[Listener] = []
         self.observers: list[Observer] = []
         self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
+        self._job_of: dict[tuple[str, str, bool, frozenset[str]], _Job] = {}
+        # Probes that missed a decision's deadline and still run: no decision waits again.
+        self._late: weakref.WeakSet[asyncio.Task[ProbeReport]] = weakref.WeakSet()
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         # Merging discovered over declared values is costly; it is kept per target until
         # either side changes (entries and declared capabilities are immutable).
@@ -150,12 +164,25 @@ class Discovery:
         *,
         refresh: bool = False,
         timeout: float | None = None,
+        background: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Known]:
-        """Each target's capabilities, as fresh as `timeout` seconds allow."""
+        """Each target's capabilities, as fresh as `timeout` seconds allow.
+
+        With a `timeout` and `background`, what is already known is answered at once
+        and refreshed in the background: an expired entry that knows the tools asked
+        about (status stale), or the declared capabilities of a target never probed
+        that declare them (status declared). Only a target of which nothing usable is
+        known is waited for, `timeout` seconds at most, and never a probe that
+        already missed an earlier decision's deadline. Without a `timeout` (or with
+        `refresh`) every probe started is waited for. `progress(done, total)` is
+        told of each probe waited for as it ends.
+        """
         now = self._clock()
         known: list[Known | None] = [None] * len(targets)
         waiting: dict[int, asyncio.Task[ProbeReport]] = {}
-        hits = 0
+        hits = started = 0
+        early = background and timeout is not None and not refresh
         for i, target in enumerate(targets):
             if not self.handles(target):
                 known[i] = Known(target.capabilities or Capabilities())
@@ -176,14 +203,72 @@ class Discovery:
             else:
                 previously = entry.tools_checked if entry else frozenset()
                 job = self._job(target, tools | previously | COMMON_TOOLS, tools_only=False)
-            waiting[i] = self._start(job)
-        self._counted(hits, len(waiting))
+            task = self._start(job)
+            started += 1
+            now_known = self._meanwhile(target, entry, tools, now, task) if early else None
+            if now_known is not None:
+                known[i] = now_known
+            else:
+                waiting[i] = task
+        self._counted(hits, started)
         if waiting:
+            if progress is not None:
+                _count(set(waiting.values()), progress)
             await asyncio.wait(set(waiting.values()), timeout=timeout)
             for i, task in waiting.items():
+                if not task.done():
+                    self._late.add(task)
                 known[i] = self._outcome(targets[i], task, timeout)
             self.cache.flush()
         return [k for k in known if k is not None]
+
+    def _meanwhile(
+        self,
+        target: AnyTarget,
+        entry: Entry | None,
+        tools: frozenset[str],
+        now: datetime,
+        task: asyncio.Task[ProbeReport],
+    ) -> Known | None:
+        """What a decision uses while `task` refreshes the target in the background;
+        None: nothing usable is known, so the decision waits for the probe."""
+        if entry is not None and entry.knows(tools) and entry.age(now) < math.inf:
+            cause = f"last probed {age_words(entry.age(now))} ago; refreshing in the background"
+            return self._known(target, entry, DiscoveryStatus.STALE, cause)
+        failed = self._failure(target) if entry is None else None
+        if failed is not None:  # its back-off is over, but it failed last time
+            cause = f"{failed.cause}; retrying in the background"
+            return self._degraded(target, failed.status, cause)
+        quick = getattr(self.probers[target.kind], "at_once", None)  # see `Prober`
+        report: ProbeReport | None = quick(target) if entry is None and quick else None
+        if report is not None:  # dated facts known without I/O (an EC2 type's catalog row)
+            found = Entry(fingerprint(target), report.capabilities, report.tools_checked, now)
+            found = replace(found, notes=report.notes, source=report.source)
+            return self._known(
+                target, found, DiscoveryStatus.CATALOG, next(iter(report.notes), None)
+            )
+        declared = target.capabilities
+        if entry is None and declared is not None and tools <= set(declared.tools):
+            cause = "not probed yet; probing in the background"
+            return Known(declared, DiscoveryStatus.DECLARED, cause)
+        if task in self._late:  # it missed a deadline already: no decision waits again
+            cause = "still probing after missing an earlier decision's deadline"
+            return self._degraded(target, DiscoveryStatus.UNVERIFIED, cause)
+        return None
+
+    def pending(self) -> list[AnyTarget]:
+        """The targets whose probes are still running (each once)."""
+        jobs = (self._job_of[key] for key, task in self._inflight.items() if not task.done())
+        return list({job.target.id: job.target for job in jobs}.values())
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait, `timeout` seconds at most, for the probes still running in the
+        background, and save what they found: a one-shot command calls this after
+        printing its answer, so that the next run finds the cache filled."""
+        running = [t for t in self._inflight.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+        self.cache.flush()
 
     def _counted(self, hits: int, misses: int) -> None:
         self.stats.hits += hits
@@ -223,6 +308,7 @@ class Discovery:
             return running  # one probe per target and question, however many ask
         task = asyncio.ensure_future(self._run(job))
         self._inflight[job.key] = task
+        self._job_of[job.key] = job
         task.add_done_callback(lambda t: self._finished(job, t))
         return task
 
@@ -292,6 +378,7 @@ class Discovery:
     def _finished(self, job: _Job, task: asyncio.Task[ProbeReport]) -> None:
         if self._inflight.get(job.key) is task:
             del self._inflight[job.key]
+            del self._job_of[job.key]
         if not task.cancelled():
             task.exception()  # looked at: a failure is kept in the cache, not lost to asyncio
             # a probe that outlived its decision still saves its answer or its failure
@@ -374,3 +461,17 @@ class Discovery:
             merged = entry.capabilities.merged_over(declared)
             self._merged[target.id] = (entry, declared, merged)
         return Known(merged, status, cause, discovered=entry.capabilities, notes=entry.notes)
+
+
+def _count(tasks: set[asyncio.Task[ProbeReport]], progress: Callable[[int, int], None]) -> None:
+    """Call `progress(done, total)` as each of `tasks` ends (a progress bar)."""
+    done = 0
+
+    def ended(_: object) -> None:
+        nonlocal done
+        done += 1
+        progress(done, len(tasks))
+
+    progress(0, len(tasks))
+    for task in tasks:
+        task.add_done_callback(ended)

@@ -7,7 +7,11 @@ that probes SSH hosts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import shlex
+import socket
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,6 +73,7 @@ class SshProbe:
         stage = "connect"
         try:
             async with asyncio.timeout(self.timeout):
+                await _resolvable(target.host, target.port)
                 async with asyncssh.connect(**self._options(target, keys)) as connection:
                     stage = "run"
                     result = await connection.run(command, input=stdin, check=False)
@@ -178,6 +183,42 @@ class _AcceptNewClient(asyncssh.SSHClient):
             file.write(line)
         _log.warning("discovery.host_key_added", host=host, port=port, file=str(self._path))
         return True
+
+
+async def _resolvable(host: str, port: int) -> None:
+    """Return when `host` has an address; raise `socket.gaierror` when it has none.
+
+    The name is looked up in a daemon thread of its own rather than in the event
+    loop's executor: a resolver that hangs (a DNS server that drops queries takes 5 s
+    or more per name) then costs only this probe its timeout, and can neither hold
+    the executor's few threads from other probes nor keep a command from exiting.
+    asyncssh looks the name up again to connect, from the resolver's cache at best.
+    """
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return  # an address: nothing to look up
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: OSError | None) -> None:
+        if answer.done():
+            return  # the probe gave up meanwhile
+        if error is None:
+            answer.set_result(None)
+        else:
+            answer.set_exception(error)
+
+    def look_up() -> None:
+        error: OSError | None = None
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=look_up, name="acode-placement-resolve", daemon=True).start()
+    await answer
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from acode_placement.ec2.types import InstanceType
 from acode_placement.errors import AwsApiError
 from acode_placement.models import (
     AnyTarget,
+    AwsApi,
     Capabilities,
     DiscoveryStatus,
     Ec2Target,
@@ -189,6 +190,23 @@ class Ec2Prober:
         dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
         note = f"{reason}: capabilities from the shipped catalog{dated}"
         return ProbeReport(_stamped(row.instance), tools, True, (note,), source="catalog")
+
+    def at_once(self, target: AnyTarget) -> ProbeReport | None:
+        """The shipped catalog's facts of the type, for a decision that will not wait
+        for the EC2 API (`probe` asks it in the background); None when the catalog
+        does not list the type."""
+        if not isinstance(target, Ec2Target) or target.instance_type is None:
+            return None
+        row = self.catalog.row(target.region, target.instance_type)
+        if row is None:
+            return None
+        dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
+        if self.api is None or self.api.mode is AwsApi.OFF:
+            reason = "no AWS API configured" if self.api is None else self.api.unusable()
+            note = f"{reason}: capabilities from the shipped catalog{dated}"
+        else:
+            note = f"capabilities from the shipped catalog{dated}; asking the EC2 API"
+        return ProbeReport(_stamped(row.instance), frozenset(), True, (note,), source="catalog")
 
 
 def _stamped(instance: InstanceType) -> Capabilities:

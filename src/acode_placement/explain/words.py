@@ -157,7 +157,7 @@ def why(result: PlacementResult) -> str:
 
 def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
-    notes = [discovery_text(chosen)] if chosen.stale else []
+    notes = [discovery_text(chosen)] if chosen.unconfirmed else []
     ranked = [chosen, *result.alternatives]
     unpriced = sum(1 for ts in ranked if ts.target.is_cloud and ts.estimated_cost is None)
     if unpriced:

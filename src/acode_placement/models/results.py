@@ -215,6 +215,12 @@ class TargetScore:
         return self.status in _DEGRADED
 
     @property
+    def unconfirmed(self) -> bool:
+        """Stale, or declared values used while the target's first probe runs in the
+        background (`cause` says so): either way, worth a word to the reader."""
+        return self.stale or (self.status is DiscoveryStatus.DECLARED and self.cause is not None)
+
+    @property
     def type(self) -> TargetKind:
         return self.target.kind
 

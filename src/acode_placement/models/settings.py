@@ -69,9 +69,16 @@ class PlacementSettings(Model):
         default=5, description="capability cache time-to-live"
     )
     decision_timeout: Seconds = Field(
-        default=5.0, description="seconds a decision waits for discovery at most"
+        default=0.1,
+        description="seconds a decision waits for discovery of a target of which nothing"
+        " is known, at most (what is known is used at once and refreshed in the background)",
     )
     probe_timeout: Seconds = Field(default=3.0, description="seconds for one probe of a target")
+    background_refresh: Flag = Field(
+        default=True,
+        description="a command that answered before its probes did hands them to a detached"
+        " `discover` that fills the cache; false: they stop with the command",
+    )
     facts: Annotated[dict[FactName, FactSpec], Field(max_length=64)] = Field(
         default_factory=dict,
         description="custom facts discovered on local and SSH targets (never set by a task)",
@@ -133,7 +140,7 @@ class PlacementOptions(Model):
     max_candidates: Count | None = Field(
         default=None, description="at most this many ranked targets kept for fallback"
     )
-    decision_timeout: Seconds = 5.0
+    decision_timeout: Seconds = 0.1
     tie_breaker: TieBreaker = TieBreaker.FIRST
     default_runtime_minutes: Minutes = 60
     discovery_enabled: Flag = True
