@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests import hostile
 from tests.conftest import EXAMPLES, FLEET, Cli
+from tests.hostile import SCRIPT, environment
+from tests.sshd import free_port
 
 Write = Callable[[str, Any], Path]
 GOOD_TASK = {"task": {"name": "t", "requirements": {"cpu": 2, "os": "linux"}}}
@@ -535,10 +539,26 @@ def test_a_misspelt_variable_is_said_and_ignored() -> None:
         check=False,
     )
     assert done.returncode == 0 and json.loads(done.stdout)["strategy"] == "auto"
-    assert done.stderr.splitlines() == [
-        "acode-placement: warning: environment ACODE_PLACEMENT_STRATEGYY: no setting or file"
-        " has this name, so it is ignored; did you mean ACODE_PLACEMENT_STRATEGY?"
-    ]
+    said = (
+        "environment ACODE_PLACEMENT_STRATEGYY: no setting or file has this name, so it is"
+        " ignored; did you mean ACODE_PLACEMENT_STRATEGY?"
+    )
+    # under --json a warning is a JSON object too, one line
+    assert [json.loads(line) for line in done.stderr.splitlines()] == [{"warning": said}]
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "acode_placement", "place"),
+            *(str(EXAMPLES / "tasks" / "cpu-tests.yaml"), "--targets", str(FLEET)),
+            "--no-discovery",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [f"acode-placement: warning: {said}"]
 
 
 @pytest.mark.parametrize(
@@ -606,14 +626,75 @@ def test_config_shows_what_is_in_use_and_where_it_came_from(
 
 
 @pytest.mark.parametrize("command", ["place", "explain"])
-def test_under_json_bad_input_is_json_on_stdout_and_one_line_on_stderr(
+def test_under_json_bad_input_is_one_json_line_on_stderr(
     cli: Cli, write: Write, command: str
 ) -> None:
     task = write("task.yaml", {"task": {"name": "t", "requirements": {"cpu": "many"}}})
     code, out, err = cli(command, task, "--json")
-    assert code == 2
-    error = json.loads(out)
+    assert (code, out) == (2, "")
+    (line,) = err.strip().splitlines()
+    error = json.loads(line)
     assert error["exitStatus"] == 2
     assert error["error"].startswith(f"{task}:4: requirements.cpu: ")
+    _, _, prose = cli(command, task)  # the same message as without --json
+    assert prose.strip() == f"acode-placement: error: {error['error']}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["place", "--no-such-option", "x.yaml", "--json"],  # a usage error
+        ["targets", "--targets", "/nonexistent/targets.yaml", "--json"],
+        ["history", "--since", "forever", "--json"],
+    ],
+)
+def test_under_json_every_error_is_json(cli: Cli, argv: list[str]) -> None:
+    code, out, err = cli(*argv)
+    assert (code, out) == (2, "")
     (line,) = err.strip().splitlines()
-    assert line == f"acode-placement: error: {error['error']}"
+    error = json.loads(line)
+    assert error["exitStatus"] == 2 and error["error"]
+    assert not error["error"].startswith("acode-placement: error")
+
+
+def on_a_terminal(home: Path, *args: str | Path) -> tuple[int, str, str]:
+    """The console script with stderr on a pseudo-terminal (stdout piped): exit
+    status, stdout, and what the terminal showed."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [str(SCRIPT), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=environment(home),
+        cwd=home,
+    )
+    os.close(slave)
+    shown = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        shown.append(chunk)
+    os.close(master)
+    assert process.stdout is not None
+    out = process.stdout.read().decode()
+    return process.wait(timeout=60), out, b"".join(shown).decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path, write: Write) -> None:
+    # 30 SSH hosts on ports where nothing listens: each probe is refused at once
+    fleet = [
+        {"id": f"h{i}", "type": "ssh", "host": "127.0.0.1", "port": free_port()} for i in range(30)
+    ]
+    targets = write("targets.yaml", {"targets": fleet})
+    code, out, shown = on_a_terminal(tmp_path, "discover", "--targets", targets)
+    assert code == 0 and len(out.splitlines()) == 31  # the table, never the bar
+    assert "probing" in shown and "/30" in shown
+    piped = hostile.run(tmp_path, "discover", "--refresh", "--targets", targets)
+    assert piped.code == 0 and piped.err == ""  # not a terminal: no progress at all
+    code, out, shown = on_a_terminal(tmp_path, "bench", "--sizes", "10,20", "--runs", "3")
+    assert code == 0 and "bench: 10 targets" in shown and "bench: 20 targets" in shown
+    assert "bench" not in out.splitlines()[0]

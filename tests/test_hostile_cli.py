@@ -64,7 +64,7 @@ USAGE: dict[str, tuple[list[str], str]] = {
     "bench-sizes-huge": (["bench", "--sizes", "1000000000"], "--sizes"),
     "bench-runs-zero": (["bench", "--runs", "0"], "--runs"),
     "bench-runs-word": (["bench", "--runs", "many"], "--runs"),
-    "bench-unknown": (["bench", "--bogus"], "unrecognized"),
+    "bench-unknown": (["bench", "--bogus"], "No such option: --bogus"),
     "server-not-a-url": (["place", "{task}", "--server", "not a url"], "--server"),
     "server-ftp": (["place", "{task}", "--server", "ftp://127.0.0.1/"], "--server"),
     "server-refused": (["place", "{task}", "--server", "http://127.0.0.1:1"], "cannot reach"),
@@ -313,7 +313,7 @@ def test_a_server_answering_nonsense(
     if path == "/no-target":  # a real answer: no target, exit 1, printed literally
         assert ran.code == 1 and ("\\x1b" in ran.out if not json_out else "\\u001b" in ran.out)
     else:
-        assert_refused(ran)
+        assert_refused(ran, as_json=json_out)
 
 
 def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:

@@ -270,7 +270,15 @@ def _cpu_model() -> str | None:
     return None
 
 
-def run(sizes: list[int], runs: int) -> dict[str, Any]:
+def run(
+    sizes: list[int], runs: int, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Every figure at each size; `progress` is told of each size as it starts."""
+    results = []
+    for size in sizes:
+        if progress is not None:
+            progress(f"{size:,} targets")
+        results.append(measure(size, runs))
     return {
         "machine": {
             "cpus": len(os.sched_getaffinity(0))
@@ -279,7 +287,7 @@ def run(sizes: list[int], runs: int) -> dict[str, Any]:
             "processor": _cpu_model() or platform.processor() or platform.machine(),
             "python": platform.python_version(),
         },
-        "results": [measure(size, runs) for size in sizes],
+        "results": results,
     }
 
 
@@ -324,13 +332,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"acode-placement: error: bench: {printable(message)}\n")
 
 
-def _sizes(text: str) -> list[int]:
+def parse_sizes(text: str) -> list[int]:
+    """`10,100,1000` as sizes; ValueError saying what is wanted otherwise."""
     parts = [s.strip() for s in text.split(",") if s.strip()]
     if not parts or not all(p.isdigit() and 1 <= int(p) <= MAX_SIZE for p in parts):
-        raise argparse.ArgumentTypeError(
+        raise ValueError(
             f"{text!r}: give fleet sizes from 1 to {MAX_SIZE}, comma-separated (10,100,1000)"
         )
     return [int(p) for p in parts]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _runs(text: str) -> int:
@@ -347,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = run(args.sizes, args.runs)
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return verdict(report)
+
+
+def verdict(report: dict[str, Any]) -> int:
+    """0, or 1 (said on stderr) when HTCondor picked another target at some size."""
     differing = [r["targets"] for r in report["results"] if r["samePick"] is False]
     if differing:
         print(

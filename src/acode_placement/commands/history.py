@@ -75,19 +75,28 @@ def _since(text: str | None) -> datetime | None:
 def history(
     ctx: typer.Context,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, max=100_000, help="at most this many")
+        int, typer.Option("--limit", metavar="N", min=1, max=100_000, help="at most this many")
     ] = 20,
     since: Annotated[
-        str | None, typer.Option("--since", help="a date (2026-11-26) or an age (30m, 12h, 7d)")
+        str | None,
+        typer.Option(
+            "--since", metavar="WHEN", help="a date (2026-11-26) or an age (30m, 12h, 7d)"
+        ),
     ] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="placed on this target (or fleet)")
+        str | None, typer.Option("--target", metavar="ID", help="placed on this target (or fleet)")
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="only failures")] = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List recorded decisions, newest first."""
+    """List recorded decisions, newest first.
+
+    \b
+    Examples:
+      acode-placement history --since 12h --failed
+      acode-placement history --target gpu-box --limit 5 --json
+    """
     if ctx.invoked_subcommand is not None:
         return
     records = _store(config).list(
@@ -133,7 +142,9 @@ def _one(store: HistoryStore, request_id: str) -> Record:
 @history_app.command("show")
 @_errors
 def history_show(
-    request_id: Annotated[str, typer.Argument(help="a request id, or a unique prefix of one")],
+    request_id: Annotated[
+        str, typer.Argument(metavar="ID", help="a request id, or a unique prefix of one")
+    ],
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -189,7 +200,9 @@ def history_show(
 @history_app.command("replay")
 @_errors
 def history_replay(
-    request_id: Annotated[str, typer.Argument(help="a request id, or a unique prefix of one")],
+    request_id: Annotated[
+        str, typer.Argument(metavar="ID", help="a request id, or a unique prefix of one")
+    ],
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

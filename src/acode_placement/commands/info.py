@@ -61,7 +61,7 @@ def strategies(json_out: JsonOpt = False) -> None:
 @app.command()
 @_errors
 def schema(
-    kind: Annotated[str, typer.Argument(help="task | targets | settings")],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="task | targets | settings")],
 ) -> None:
     """Print the JSON Schema of a file kind, for editors to validate as you type."""
     if kind not in SCHEMAS:

@@ -34,7 +34,9 @@ def _leases(config: Path | None) -> ReservationStore:
 @app.command()
 @_errors
 def release(
-    reservation_id: Annotated[str, typer.Argument(help="the id `place --reserve` printed")],
+    reservation_id: Annotated[
+        str, typer.Argument(metavar="ID", help="the id `place --reserve` printed")
+    ],
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -49,7 +51,13 @@ def release(
 @app.command()
 @_errors
 def reservations(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
-    """List the active reservations (expired ones are reclaimed first)."""
+    """List the active reservations (expired ones are reclaimed first).
+
+    \b
+    Examples:
+      acode-placement reservations
+      acode-placement release 6f1c2e...
+    """
     store = _leases(config)
     leases = store.active()
     if json_out:
