@@ -49,8 +49,16 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(home: Path, *args: str | Path, timeout: float = 60, stdin: str = "", **env: str) -> Ran:
-    """The console script, as a user runs it, in `home`."""
+def run(
+    home: Path,
+    *args: str | Path,
+    timeout: float = 60,
+    stdin: str = "",
+    cwd: Path | None = None,
+    **env: str,
+) -> Ran:
+    """The console script, as a user runs it, with `home` as its home (and working
+    directory unless `cwd` says another)."""
     done = subprocess.run(
         [str(SCRIPT), *map(str, args)],
         capture_output=True,
@@ -59,7 +67,7 @@ def run(home: Path, *args: str | Path, timeout: float = 60, stdin: str = "", **e
         timeout=timeout,
         input=stdin,
         env=environment(home, **env),
-        cwd=home,
+        cwd=cwd or home,
         check=False,
     )
     return Ran(done.returncode, done.stdout, done.stderr)

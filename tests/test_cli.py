@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from acode_placement import load_targets
 from tests import hostile
 from tests.conftest import EXAMPLES, FLEET, Cli
 from tests.hostile import SCRIPT, environment
@@ -698,3 +699,54 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path, write: Write) -> None
     code, out, shown = on_a_terminal(tmp_path, "bench", "--sizes", "10,20", "--runs", "3")
     assert code == 0 and "bench: 10 targets" in shown and "bench: 20 targets" in shown
     assert "bench" not in out.splitlines()[0]
+
+
+class TestInit:
+    def test_init_writes_this_machine_and_place_uses_the_file(self, tmp_path: Path) -> None:
+        written = tmp_path / "targets.yaml"
+        ran = hostile.run(tmp_path, "init", "--targets", written)
+        assert ran.code == 0, ran.err
+        assert f"wrote {written}:" in ran.out
+        (local,) = load_targets(written)
+        assert local.capabilities is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+        assert local.capabilities.cpu == int(subprocess.check_output(["nproc"], env=env))
+        text = written.read_text()
+        for example in ("# - id: build-box", "# - id: aws-gpu", "#   identityFile:"):
+            assert example in text
+        task = tmp_path / "task.yaml"
+        task.write_text("task:\n  name: t\n  requirements: {cpu: 1}\n")
+        placed = hostile.run(tmp_path, "place", task, "--targets", written)
+        assert placed.code == 0 and placed.out.startswith("local (local)"), placed.err
+
+    def test_init_never_replaces_a_file_unless_told(self, tmp_path: Path) -> None:
+        written = tmp_path / "targets.yaml"
+        written.write_text("mine\n")
+        ran = hostile.run(tmp_path, "init", "--targets", written)
+        hostile.assert_refused(ran, f"{written}: already exists; give --force")
+        assert written.read_text() == "mine\n"
+        assert hostile.run(tmp_path, "init", "--targets", written, "--force").code == 0
+        assert load_targets(written)[0].id == "local"
+
+    @pytest.mark.parametrize(
+        "spec",
+        ["-oProxyCommand=touch /tmp/pwned", "ci;touch x@host", "host:99999", "a b", "@", ""],
+    )
+    def test_a_bad_ssh_host_is_refused_and_nothing_written(self, tmp_path: Path, spec: str) -> None:
+        written = tmp_path / "targets.yaml"
+        ran = hostile.run(tmp_path, "init", "--targets", written, "--ssh", spec)
+        hostile.assert_refused(ran, "--ssh")
+        assert not written.exists()
+
+    def test_what_a_machine_says_is_written_as_data(
+        self, tmp_path: Path, stand_in: Callable[[str, str], Path]
+    ) -> None:
+        # a quote, a comment sign, a key-like colon, an escape sequence, a list item
+        stand_in("nvidia-smi", "printf '0, A100 #: x\\047 \\033[2J - id: evil, 40960, 535.1\\n'")
+        written = tmp_path / "targets.yaml"
+        ran = hostile.run(tmp_path, "init", "--targets", written)
+        assert ran.code == 0, ran.err
+        hostile.assert_sane(ran)
+        (local,) = load_targets(written)  # one target: nothing the machine said became YAML
+        assert local.capabilities is not None and local.capabilities.gpu is not None
+        assert local.capabilities.gpu.model == "A100 #: x' \x1b[2J - id: evil"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import socket
@@ -31,9 +32,11 @@ from acode_placement import (
     SshProbe,
     SshTarget,
     TaskRequirements,
+    load_targets,
 )
 from acode_placement.discovery.cache import CapabilityCache
 from acode_placement.models import TargetKind
+from tests import hostile
 from tests.conftest import Cli
 from tests.sshd import Sshd, free_port, running_sshd
 
@@ -317,3 +320,48 @@ class TestDiscoverCommand:
         code, _, err = cli("discover", "nope", "--targets", targets)
         assert code == 2
         assert "unknown target id 'nope'; available: box, gone" in err
+
+
+class TestInit:
+    """`init --ssh` against the real server: a first-seen host key is refused unless
+    --accept-new-host-keys; no identityFile means the user's own ~/.ssh keys."""
+
+    def test_init_probes_an_ssh_host_and_accepts_its_new_key(
+        self, sshd: Sshd, tmp_path: Path
+    ) -> None:
+        ssh_dir = tmp_path / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "id_ed25519").write_bytes(sshd.key("good").read_bytes())
+        (ssh_dir / "id_ed25519").chmod(0o600)
+        known = tmp_path / "known_hosts"  # empty: the host has never been seen
+        config = tmp_path / "placement.yaml"
+        config.write_text(yaml.safe_dump({"placement": {"knownHosts": str(known)}}))
+        written = tmp_path / "targets.yaml"
+        spec = f"{sshd.user}@127.0.0.1:{sshd.port}"
+        argv = ("init", "--targets", written, "--config", config, "--ssh", spec)
+
+        refused = hostile.run(tmp_path, *argv)
+        assert refused.code == 0, refused.err
+        assert "host key not trusted" in refused.out and not known.exists()
+        (_, host) = load_targets(written)
+        assert isinstance(host, SshTarget) and host.capabilities is None
+        assert "# unverified at init (127.0.0.1:" in written.read_text()
+
+        accepted = hostile.run(tmp_path, *argv, "--accept-new-host-keys", "--force", "--json")
+        assert accepted.code == 0, accepted.err
+        rows = json.loads(accepted.out)["targets"]
+        assert [(r["id"], r["status"]) for r in rows] == [
+            ("local", "fresh"),
+            ("127-0-0-1", "fresh"),
+        ]
+        (_, host) = load_targets(written)
+        assert isinstance(host, SshTarget)
+        assert (host.host, host.port, host.user) == ("127.0.0.1", sshd.port, sshd.user)
+        assert host.identity_file is None  # the user's own keys, as ssh would use
+        assert host.capabilities is not None and host.capabilities.cpu == os.cpu_count()
+        assert sshd.host_key_line.split()[1:] == known.read_text().split()[1:3]
+
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": {"name": "t", "requirements": {"cpu": 1}}}))
+        placed = hostile.run(tmp_path, "place", task, "--targets", written, "--config", config)
+        assert placed.code == 0, placed.err

@@ -16,10 +16,10 @@ from acode_placement.commands.common import app
 # Each module registers its commands on `app` when imported: in this order, the
 # order `--help` lists them.
 # isort: off
-from acode_placement.commands import placing, fleet, leases, serving, info, history
+from acode_placement.commands import placing, fleet, leases, serving, info, history, onboarding
 # isort: on
 
-COMMANDS = (placing, fleet, leases, serving, info, history)
+COMMANDS = (placing, fleet, leases, serving, info, history, onboarding)
 
 
 def _terminated(signum: int, _: object) -> None:
