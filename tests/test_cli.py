@@ -750,3 +750,34 @@ class TestInit:
         (local,) = load_targets(written)  # one target: nothing the machine said became YAML
         assert local.capabilities is not None and local.capabilities.gpu is not None
         assert local.capabilities.gpu.model == "A100 #: x' \x1b[2J - id: evil"
+
+
+def test_config_check_says_whether_the_database_answers_and_each_host(
+    tmp_path: Path, write: Write
+) -> None:
+    port = free_port()  # nothing listens: refused
+    targets = write("targets.yaml", {"targets": [{"id": "h", "type": "ssh", "host": "127.0.0.1",
+                                                  "port": port}]})  # fmt: skip
+    good = write("good.yaml", {"placement": {"history": f"sqlite:///{tmp_path / 'h.db'}"}})
+    ran = hostile.run(
+        tmp_path, "config", "--check", "--targets", targets, "--config", good, "--json"
+    )
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out)["checks"] == {
+        "history": {"status": "ok", "detail": "0 decisions"},
+        "sshHosts": [
+            {
+                "id": "h",
+                "where": f"127.0.0.1:{port}",
+                "status": "unreachable",
+                "cause": f"127.0.0.1:{port}: connection refused",
+            }
+        ],
+    }
+    (tmp_path / "dir.db").mkdir()  # a directory where the database file should be
+    bad = write("bad.yaml", {"placement": {"history": f"sqlite:///{tmp_path / 'dir.db'}"}})
+    ran = hostile.run(tmp_path, "config", "--check", "--targets", targets, "--config", bad)
+    assert ran.code == 0, ran.err
+    (row,) = [line for line in ran.out.splitlines() if line.split()[:1] == ["history"]][-1:]
+    assert row.split()[1] == "failed" and "dir.db" in row, ran.out
+    assert f"ssh h (127.0.0.1:{port})" in ran.out

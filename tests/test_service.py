@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -294,6 +295,52 @@ class TestClient:
         assert code == 0 and out["target"]["id"] == "local" and out["taskName"] == "build"
         code, text, _ = cli("place", task, "--server", service[0], "--strategy", "performance")
         assert code == 0 and text.startswith("box (ssh)")
+
+    @pytest.mark.parametrize(
+        "requirements", [{"cpu": 2, "memoryGb": 4}, {"cpu": 999}], ids=["placed", "no-target"]
+    )
+    def test_place_with_server_prints_what_local_place_prints(
+        self,
+        service: tuple[str, PlacementEngine],
+        cli: Cli,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        requirements: dict[str, Any],
+    ) -> None:
+        monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", TOKEN)
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": {"name": "t", "requirements": requirements}}))
+        fleet = tmp_path / "targets.yaml"
+        dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in FLEET]
+        fleet.write_text(yaml.safe_dump({"targets": dumped}))
+        given = ("--strategy", "performance")
+        local = cli("place", task, "--targets", fleet, "--no-discovery", *given)
+        remote = cli("place", task, "--server", service[0], *given)
+        assert local[0] == remote[0] == (0 if requirements["cpu"] == 2 else 1)
+
+        def timeless(text: str) -> str:
+            return re.sub(r"\d+\.\d ms", "_ ms", text)
+
+        assert timeless(remote[1]) == timeless(local[1]), (local, remote)
+        assert remote[1].count("\n") >= (3 if local[0] == 0 else 1)
+
+    def test_place_with_server_says_what_it_reserved(
+        self,
+        service: tuple[str, PlacementEngine],
+        cli: Cli,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", TOKEN)
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump({"task": TASK}))
+        code, text, _ = cli("place", task, "--server", service[0], "--reserve")
+        assert code == 0
+        last = text.splitlines()[-1]
+        assert re.fullmatch(
+            r"reserved: (\S+) until \S+\+00:00 \(release with: acode-placement release \1\)",
+            last,
+        ), last
 
 
 @pytest.fixture(scope="module")

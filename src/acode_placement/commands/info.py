@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,9 +16,13 @@ from acode_placement.commands.common import (
     JsonOpt,
     TargetsOpt,
     _console,
+    _engine,
     _errors,
     _print_json,
+    _progress,
+    _run,
     _Table,
+    _targets,
     app,
 )
 from acode_placement.config import (
@@ -31,7 +35,7 @@ from acode_placement.config import (
 )
 from acode_placement.engine import PlacementEngine
 from acode_placement.errors import UnknownNameError
-from acode_placement.models import PlacementSettings
+from acode_placement.models import PlacementSettings, SshTarget
 from acode_placement.safe import mask_url
 from acode_placement.strategies import StrategyRegistry
 
@@ -77,10 +81,26 @@ def schema(
 def config_command(
     targets: TargetsOpt = None,
     config: ConfigOpt = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="also check that the history database answers and probe every SSH host",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show the files and settings in use and where each came from (an option, the
-    environment, a file and its line, or the default). Secrets are never shown."""
+    environment, a file and its line, or the default). Secrets are never shown.
+
+    With --check, also whether the history database answers and what a probe of
+    each SSH host says (exit status 0 either way: the answers are in the output).
+
+    \b
+    Examples:
+      acode-placement config
+      acode-placement config --check --json
+    """
     from acode_placement.discovery.cache import CACHE_ENV  # noqa: PLC0415
     from acode_placement.discovery.cache import default_path as cache_path  # noqa: PLC0415
     from acode_placement.history.database import normalise_url  # noqa: PLC0415
@@ -114,8 +134,9 @@ def config_command(
         }
         for name, field in PlacementSettings.model_fields.items()
     ]
+    checks = _checks(settings, targets) if check else None
     if json_out:
-        _print_json({"files": files, "settings": rows})
+        _print_json({"files": files, "settings": rows, **({"checks": checks} if checks else {})})
         return
     console = _console()
     table = _Table("file", "in use", "from", box=None)
@@ -126,6 +147,43 @@ def config_command(
     for row in rows:
         table.add_row(str(row["name"]), json.dumps(row["value"]), str(row["from"]))
     console.print(table)
+    if checks:
+        table = _Table("check", "status", "detail", box=None)
+        table.add_row("history", checks["history"]["status"], checks["history"]["detail"])
+        for host in checks["sshHosts"]:
+            table.add_row(f"ssh {host['id']} ({host['where']})", host["status"], host["cause"])
+        console.print(table)
+
+
+def _checks(settings: PlacementSettings, targets: Path | None) -> dict[str, Any]:
+    """Whether the history database answers, and each SSH host's probe now."""
+    from acode_placement.history.database import HistoryError  # noqa: PLC0415
+
+    engine = _engine(settings)
+    history: dict[str, str]
+    if engine.history is None:
+        history = {"status": "off", "detail": "historyEnabled: false"}
+    else:
+        try:
+            engine.history.check()
+            history = {"status": "ok", "detail": f"{engine.history.count()} decisions"}
+        except HistoryError as exc:
+            history = {"status": "failed", "detail": str(exc)}
+    hosts = [t for t in _targets(targets) if isinstance(t, SshTarget)]
+    with _progress("probing SSH hosts") as bar:
+        known = _run(engine.discover(hosts, refresh=True, progress=bar.update))
+    return {
+        "history": history,
+        "sshHosts": [
+            {
+                "id": t.id,
+                "where": f"{t.user + '@' if t.user else ''}{t.host}:{t.port}",
+                "status": k.status.value,
+                "cause": k.cause or "",
+            }
+            for t, k in zip(hosts, known, strict=True)
+        ],
+    }
 
 
 def _shown(path: Path | None) -> str | None:

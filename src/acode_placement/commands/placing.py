@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from acode_placement import explain
@@ -116,7 +116,7 @@ def _place_remotely(
         if json_out:
             _print_json(result)
         else:
-            _print_remote(result)
+            _print_answer(result)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise PlacementError(
             f"--server {mask_url(server)}: the answer is not a placement"
@@ -136,18 +136,29 @@ def _check_placement(result: Any) -> None:
         raise TypeError("not a placement")
 
 
-def _print_remote(result: dict[str, Any]) -> None:
-    chosen = result["target"]
-    head = f"{chosen['id']} ({chosen['type']})" if chosen else "no target"
-    _echo(
-        f"{head}  score {float(result['score']):.3f}  {result['strategy']}/{result['mode']}"
-        f"  est. cost ${explain.money(result['estimatedCost'])}  [{result['reason']}]"
-    )
-    _echo(f"why: {result['why']}")
-    if result["alternatives"]:
-        _echo(_fallback([str(a) for a in result["alternatives"]]))
-    if result.get("reservation"):
-        _echo(f"reserved: {result['reservation']['id']}")
+def _print_answer(answer: dict[str, Any]) -> None:
+    """The human `place` output, from a `place --json` object: the one rendering of a
+    local decision and of a service's answer (`--server`), so they never differ."""
+    chosen = answer["target"]
+    if chosen is None:
+        _echo(f"no target ({answer['reason']}): {answer['failureMessage']}")
+    else:
+        _echo(
+            f"{chosen['id']} ({chosen['type']})  score {float(answer['score']):.3f}  "
+            f"{answer['strategy']}/{answer['mode']}  "
+            f"est. cost ${explain.money(answer['estimatedCost'])}  "
+            f"{float(answer['decisionMs']):.1f} ms  [{answer['reason']}]"
+        )
+        _echo(f"why: {answer['why']}")
+        if answer["alternatives"]:
+            _echo(_fallback([str(a) for a in answer["alternatives"]]))
+    lease = answer.get("reservation")
+    if lease:
+        until = datetime.fromisoformat(str(lease["expires"])).isoformat(timespec="seconds")
+        _echo(
+            f"reserved: {lease['id']} until {until}"
+            f" (release with: acode-placement release {lease['id']})"
+        )
 
 
 def _decide(
@@ -236,14 +247,7 @@ def place(
     if json_out:
         _print_json(explain.result_json(result))
     else:
-        _print_choice(_console(), result)
-        if result.reservation is not None:
-            lease = result.reservation
-            _console().print(
-                f"reserved: {lease.id} until {lease.expires_at.isoformat(timespec='seconds')}"
-                f" (release with: acode-placement release {lease.id})",
-                markup=False,
-            )
+        _print_answer(explain.outcome_json(result))
     raise typer.Exit(0 if result.success else 1)
 
 
@@ -271,27 +275,9 @@ def explain_command(
     if json_out:
         _print_json(explain.result_json(result))
     else:
-        console = _console()
-        console.print(_explain_table(result))
-        _print_choice(console, result)
+        _console().print(_explain_table(result))
+        _print_answer(explain.outcome_json(result))
     raise typer.Exit(0 if result.success else 1)
-
-
-def _print_choice(console: Console, result: PlacementResult) -> None:
-    chosen = result.selected
-    if chosen is None:
-        console.print(f"no target ({result.reason.value}): {result.failure_message}")
-        return
-    cost = explain.money(chosen.estimated_cost)
-    console.print(
-        f"{chosen.id} ({chosen.type.value})  score {chosen.score:.3f}  "
-        f"{result.strategy}/{result.mode.value}  est. cost ${cost}  "
-        f"{result.decision_duration * 1000:.1f} ms  [{result.reason.value}]",
-        markup=False,
-    )
-    console.print(f"why: {explain.why(result)}", markup=False)
-    if result.alternatives:
-        console.print(_fallback([ts.id for ts in result.alternatives]), markup=False)
 
 
 FALLBACK_SHOWN = 5  # the rest of the ranking is in `explain` and `--json`
