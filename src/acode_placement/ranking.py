@@ -65,8 +65,11 @@ def score_all(
     only when read. Without it every check is built up front (the reference the
     property tests compare against).
     """
-    if fast and usage is None:
-        return _quick_scores(strategy, requirements, targets, known, options, columns=columns)
+    if fast:
+        columns = columns if usage is None else None  # columns hold the whole capacity
+        return _quick_scores(
+            strategy, requirements, targets, known, options, columns=columns, usage=usage
+        )
     return [
         _evaluated(
             strategy,
@@ -89,6 +92,7 @@ def _quick_scores(
     options: PlacementOptions,
     *,
     columns: FleetColumns | None,
+    usage: Sequence[Usage] | None = None,
 ) -> Scores:
     # What the scores made later read: the lists as they are now, whatever the caller
     # does with them afterwards.
@@ -96,7 +100,7 @@ def _quick_scores(
     builtin = strategy if isinstance(strategy, BuiltinStrategy) else None
     minutes = runtime_minutes(requirements, options)
     plan = plan_for(requirements, options)
-    deferred = _Deferred(requirements, options, plan)
+    deferred = _Deferred(requirements, options, plan, known)
     verified_only = options.require_verified
     misses: Callable[[], Misses] | None = None
     causes: Callable[[], Counter[str]] | None = None
@@ -126,6 +130,9 @@ def _quick_scores(
             continue
         target = targets[index]
         caps = facts.capabilities
+        held = None if usage is None else usage[index]
+        if held is not None:  # it offers what the reservations leave free
+            caps = capacity.free(caps, capacity.capacity_of(target, caps), held)
         cost = estimated_cost(target, minutes) if costs is None else costs[position]
         if not exact and not plan.passes(target, caps, cost):
             continue
@@ -144,15 +151,18 @@ def _quick_scores(
             index=index,
             status=facts.status,
             cause=facts.cause,
+            usage=held,
             preference_share=share,
         )
 
     def ruled_out(index: int) -> TargetScore:
         facts = known[index]
         target = targets[index]
-        if facts.excluded(verified_only) is not None:  # its one check: build it now
+        held = None if usage is None else usage[index]
+        if facts.excluded(verified_only) is not None or held is not None:
+            # its one check, or its checks against free capacity: build them now
             return _evaluated(
-                strategy, requirements, options, target, facts, index=index, held=None
+                strategy, requirements, options, target, facts, index=index, held=held
             )
         return TargetScore(
             target=target,
@@ -217,15 +227,20 @@ class _Deferred(LazyChecks):
     One per decision, shared by its scores (one object per target would cost as
     much as ruling the target out)."""
 
-    __slots__ = ("_built", "_options", "_plan", "_requirements")
+    __slots__ = ("_built", "_known", "_options", "_plan", "_requirements")
 
     def __init__(
-        self, requirements: TaskRequirements, options: PlacementOptions, plan: Plan
+        self,
+        requirements: TaskRequirements,
+        options: PlacementOptions,
+        plan: Plan,
+        known: Sequence[Known],
     ) -> None:
         super().__init__(value=((), (), ()))
         self._requirements = requirements
         self._options = options
         self._plan = plan
+        self._known = known
         self._built: dict[int, CheckSets] = {}
 
     def get(self, score: TargetScore | None = None) -> CheckSets:
@@ -236,6 +251,10 @@ class _Deferred(LazyChecks):
             verdict = evaluate(
                 score.target, score.capabilities, self._requirements, self._options, self._plan
             )
+            if score.usage is not None:  # say what the reservations hold, as the reference
+                whole = self._known[score.index].capabilities
+                total = capacity.capacity_of(score.target, whole)
+                verdict = capacity.annotate(verdict, total, score.usage)
             built = self._built[score.index] = _sets(verdict)
         return built
 
