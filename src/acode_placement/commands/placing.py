@@ -140,14 +140,16 @@ def _print_answer(answer: dict[str, Any]) -> None:
     """The human `place` output, from a `place --json` object: the one rendering of a
     local decision and of a service's answer (`--server`), so they never differ."""
     chosen = answer["target"]
-    if chosen is None:
-        _echo(f"no target ({answer['reason']}): {answer['failureMessage']}")
+    if chosen is None:  # a service older than failureMessage says why in `why`
+        _echo(f"no target ({answer['reason']}): {answer.get('failureMessage') or answer['why']}")
     else:
+        took = answer.get("decisionMs")
         _echo(
             f"{chosen['id']} ({chosen['type']})  score {float(answer['score']):.3f}  "
             f"{answer['strategy']}/{answer['mode']}  "
             f"est. cost ${explain.money(answer['estimatedCost'])}  "
-            f"{float(answer['decisionMs']):.1f} ms  [{answer['reason']}]"
+            + ("" if took is None else f"{float(took):.1f} ms  ")
+            + f"[{answer['reason']}]"
         )
         _echo(f"why: {answer['why']}")
         if answer["alternatives"]:
