@@ -24,7 +24,7 @@ ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 _FENCE = re.compile(r"^(<!-- illustrative: (?P<why>[^>]+) -->\n)?```[a-z]*\n(?P<body>.*?)^```$",
                     re.MULTILINE | re.DOTALL)  # fmt: skip
-_TIMING = re.compile(r"\b\d+(\.\d+)? ms\b")
+_TIMING = re.compile(r"\b\d+(\.\d+)? ms\b|[\d,]+ simulated jobs/s \([\d.]+ s\)")
 # "; gpu-box unreachable (...): declared capabilities used", in a why line or a row
 _DISCOVERY = re.compile(
     r"(; | \| )[\w.-]+ (?:declared|stale|unreachable|unverified) \(.*?\):"

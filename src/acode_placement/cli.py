@@ -16,10 +16,19 @@ from acode_placement.commands.common import app
 # Each module registers its commands on `app` when imported: in this order, the
 # order `--help` lists them.
 # isort: off
-from acode_placement.commands import placing, fleet, leases, serving, info, history, onboarding
+from acode_placement.commands import (
+    placing,
+    fleet,
+    leases,
+    serving,
+    info,
+    history,
+    onboarding,
+    simulating,
+)
 # isort: on
 
-COMMANDS = (placing, fleet, leases, serving, info, history, onboarding)
+COMMANDS = (placing, fleet, leases, serving, info, history, onboarding, simulating)
 
 
 def _terminated(signum: int, _: object) -> None:
