@@ -781,3 +781,13 @@ def test_config_check_says_whether_the_database_answers_and_each_host(
     (row,) = [line for line in ran.out.splitlines() if line.split()[:1] == ["history"]][-1:]
     assert row.split()[1] == "failed" and "dir.db" in row, ran.out
     assert f"ssh h (127.0.0.1:{port})" in ran.out
+
+
+def test_json_says_whether_history_show_will_find_the_request(tmp_path: Path) -> None:
+    task = EXAMPLES / "tasks" / "cpu-tests.yaml"
+    argv = ("--targets", FLEET, "--no-discovery", "--json")
+    placed = json.loads(hostile.run(tmp_path, "place", task, *argv).out)
+    explained = json.loads(hostile.run(tmp_path, "explain", task, *argv).out)
+    assert (placed["recorded"], explained["recorded"]) == (True, False)
+    assert hostile.run(tmp_path, "history", "show", placed["requestId"]).code == 0
+    assert hostile.run(tmp_path, "history", "show", explained["requestId"]).code == 2

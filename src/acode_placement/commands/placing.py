@@ -247,7 +247,8 @@ def place(
         run.engine.reservations.check()  # a lease needs its database: say so before deciding
     _, result = _decide(task, run, reserve=reserve, owner=owner)
     if json_out:
-        _print_json(explain.result_json(result))
+        # recorded: whether `history show REQUEST_ID` will find it
+        _print_json({**explain.result_json(result), "recorded": run.engine.history is not None})
     else:
         _print_answer(explain.outcome_json(result))
     raise typer.Exit(0 if result.success else 1)
@@ -275,7 +276,8 @@ def explain_command(
     run = _prepare(targets, config, strategy, mode, no_discovery, require_verified)
     _, result = _decide(task, run, record=False)
     if json_out:
-        _print_json(explain.result_json(result))
+        # nothing is recorded: its requestId is never in the history
+        _print_json({**explain.result_json(result), "recorded": False})
     else:
         _console().print(_explain_table(result))
         _print_answer(explain.outcome_json(result))
