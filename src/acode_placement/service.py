@@ -9,14 +9,16 @@ key paths and credentials are never returned; CORS is off.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -299,7 +301,15 @@ async def list_targets(service: Svc) -> list[dict[str, Any]]:
     engine = service.engine
     resolved = await engine.resolve(service.targets)
     known = await engine.capabilities(resolved, TaskRequirements(), service.defaults)
-    return [explain.target_json(t, k) for t, k in zip(resolved, known, strict=True)]
+    listed = [explain.target_json(t, k) for t, k in zip(resolved, known, strict=True)]
+    if engine.reservations is not None:  # what active leases hold on each target
+        held = await asyncio.to_thread(engine.reservations.usage, [t.id for t in resolved])
+        for entry, target in zip(listed, resolved, strict=True):
+            usage = held.get(target.id)
+            if usage is not None and usage.tasks:
+                entry["reserved"] = {"cpu": usage.cpu, "memoryGb": usage.memory_gb,
+                                     "gpus": usage.gpus, "tasks": usage.tasks}  # fmt: skip
+    return listed
 
 
 @router.post("/v1/targets:discover", tags=["targets"])
@@ -327,6 +337,40 @@ async def metrics(service: Svc) -> PlainTextResponse:
     return PlainTextResponse(
         service.engine.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+# The console (`/ui`): static files shipped in the package, which read this same API
+# with the same token. Nothing on the page comes from another origin, and the
+# policy says so; data is put on the page as text by the script, never as markup.
+_UI_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
+    " img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none';"
+    " frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+@functools.cache
+def _ui_file(name: str) -> bytes:
+    return resources.files("acode_placement.ui").joinpath(name).read_bytes()
+
+
+@open_router.get("/ui", include_in_schema=False)
+async def console() -> Response:
+    """The web console's page (it asks for the token itself; no data without it)."""
+    return Response(_ui_file("index.html"), media_type="text/html; charset=utf-8",
+                    headers=_UI_HEADERS)  # fmt: skip
+
+
+@open_router.get("/ui/{name}", include_in_schema=False)
+async def console_file(name: Annotated[str, Path(max_length=32)]) -> Response:
+    if name not in _UI_FILES:
+        raise HTTPException(404, f"no console file {name!r}")
+    return Response(_ui_file(name), media_type=_UI_FILES[name], headers=_UI_HEADERS)
 
 
 @open_router.get("/healthz", tags=["ops"])
