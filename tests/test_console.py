@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.hostile import SCRIPT, environment
 from tests.sshd import free_port
@@ -36,7 +37,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("console")
     port = free_port()
     env = environment(home, ACODE_PLACEMENT_TOKEN=TOKEN, ACODE_PLACEMENT_DISCOVERY_ENABLED="false")
-    fleet = ROOT / "examples" / "targets.yaml"
+    # the example fleet, and a machine whose H100 is split into MIG instances
+    fleet = home / "targets.yaml"
+    document = yaml.safe_load((ROOT / "examples" / "targets.yaml").read_text())
+    slices = [{"type": "nvidia", "model": "H100", "mig": m, "vramGb": v, "count": n}
+              for m, v, n in (("3g.40gb", 40, 1), ("1g.10gb", 10, 2))]  # fmt: skip
+    caps = {"cpu": 32, "memoryGb": 256, "gpus": slices}
+    document["targets"].append(
+        {"id": "mig-box", "type": "ssh", "host": "mig-box.invalid", "capabilities": caps}
+    )
+    fleet.write_text(yaml.safe_dump(document))
     process = subprocess.Popen(
         [str(SCRIPT), "serve", "--port", str(port), "--targets", str(fleet)],
         env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -124,8 +134,10 @@ def test_the_targets_of_the_example_fleet(server: str, page: Any) -> None:
     assert sorted(ids) == sorted(
         ["local", "build-box", "gpu-box", "mac-mini", "win-builder", "aws-m7g-2xlarge",
          "aws-c6i-4xlarge", "aws-g4dn-xlarge", "aws-g5-xlarge", "aws-g6e-xlarge",
-         "aws-p4d-24xlarge"])  # fmt: skip
-    assert "1x RTX 4090 24 GB" in page.inner_text("#targets-table")
+         "aws-p4d-24xlarge", "mig-box"])  # fmt: skip
+    shown = page.inner_text("#targets-table")
+    assert "1x RTX 4090 24 GB" in shown
+    assert "1x H100 40 GB (MIG 3g.40gb), 2x H100 10 GB (MIG 1g.10gb)" in shown
     page.fill("#target-filter", "a100")
     assert page.locator("#targets-table tbody tr").all_inner_texts()[0].startswith("aws-p4d")
     shot(page, "targets")

@@ -119,7 +119,7 @@ function targetRow(t) {
   const caps = t.capabilities || {};
   const gpus = (caps.gpus && caps.gpus.length ? caps.gpus : (caps.gpu ? [caps.gpu] : []));
   const gpuText = gpus.map((g) => {
-    const mig = g.mig && g.mig.length ? " MIG " + g.mig.map((m) => m.profile || m.name || "").join("+") : "";
+    const mig = g.mig ? ` (MIG ${g.mig})` : "";
     return `${text(g.count)}x ${text(g.model)} ${g.vramGb ? text(g.vramGb) + " GB" : (g.unified ? "unified" : "")}${mig}`;
   }).join(", ");
   const age = caps.discoveredAt ? (Date.now() - Date.parse(caps.discoveredAt)) / 1000 : null;
