@@ -6,6 +6,7 @@ converter, and the plot."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,24 @@ def test_the_plot_is_a_png_with_something_drawn(
 def _write(path: Path, document: Any) -> Path:
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+HEADER = "job_id,submit_s,duration_s,cpu,memory_gb,gpu_count\n"
+HOSTILE_TRACES = {
+    "directory": (lambda p: p.mkdir(), "is a directory"),
+    "fifo": (os.mkfifo, "not a regular file"),
+    "binary": (lambda p: p.write_bytes(b"\xff\xfe\x00binary"), "not UTF-8 text"),
+    "empty": (lambda p: p.write_text(""), "empty; a trace needs a header line"),
+    "escape-in-id": (lambda p: p.write_text(HEADER + "\x1b[2Jx,0,1,1,1,0\n"), "column job_id"),
+    "infinite-time": (lambda p: p.write_text(HEADER + "a,1e999,1,1,1,0\n"), "column submit_s"),
+}
+
+
+@pytest.mark.parametrize(("make", "said"), HOSTILE_TRACES.values(), ids=HOSTILE_TRACES.keys())
+def test_a_hostile_trace_is_refused_in_one_line(tmp_path: Path, make: Any, said: str) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump(FLEET))
+    trace = tmp_path / "trace.csv"
+    make(trace)
+    line = assert_refused(run(tmp_path, "simulate", trace, "--targets", fleet, timeout=30))
+    assert said in line and "\x1b" not in line
