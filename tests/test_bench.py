@@ -60,9 +60,14 @@ def test_fleets_are_reproducible_and_mixed() -> None:
     assert local == pytest.approx(0.1, abs=0.04)
 
 
-def test_the_text_table() -> None:
+def test_the_text_table(cli: Cli) -> None:
     text = bench.render(bench.run([10], 20))
     assert text.splitlines()[1].split()[:3] == ["targets", "p50", "us"]
+    code, out, _ = cli("bench", "--sizes", "10", "--runs", "5")  # as the command prints it
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("machine: ") and "\\n" not in out
+    assert lines[1].split()[:3] == ["targets", "p50", "us"] and len(lines) >= 5
 
 
 # pytest-benchmark's group: timed and printed by every test run, never asserted.

@@ -174,5 +174,6 @@ def bench(
     if json_out:
         _print_json(report)
     else:
-        _echo(benchmark.render(report))
+        for line in benchmark.render(report).splitlines():  # one echo per line: _echo
+            _echo(line)  # escapes control characters, a newline included
     raise typer.Exit(benchmark.verdict(report))
