@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, is_
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -106,6 +106,13 @@ class Category:
         return failed
 
 
+class Exclusions(NamedTuple):
+    """See `FleetColumns.exclusions`."""
+
+    kinds: tuple[str | None, ...]
+    key: tuple[tuple[int, str], ...]
+
+
 class FleetColumns:
     """The targets' capabilities as NumPy columns, one row per target."""
 
@@ -113,6 +120,7 @@ class FleetColumns:
         "_answers",
         "_columns",
         "_counted",
+        "_exclusions",
         "_lock",
         "caps",
         "known",
@@ -139,6 +147,7 @@ class FleetColumns:
         self._columns: dict[Hashable, Any] = {}
         self._answers: dict[Hashable, Mask] = {}
         self._counted: dict[Hashable, Counter[str]] = {}
+        self._exclusions: dict[bool, tuple[tuple[Known, ...], Exclusions]] = {}
         self._lock = threading.Lock()
         self.known: tuple[Known, ...] = ()  # the last Known objects seen for these caps
 
@@ -152,6 +161,22 @@ class FleetColumns:
             return False
         self.known = tuple(known)  # new Known objects over the same capabilities
         return True
+
+    def exclusions(self, verified_only: bool) -> Exclusions:
+        """Per target, the kind of the check that rules it out before its
+        requirements (`Known.excluded`) or None, and the ruled-out ones as a key:
+        kept while the Known objects are these (a decision on a fleet of 10,000 would
+        otherwise ask each of them on every placement, for the causes it counts)."""
+        kept = self._exclusions.get(verified_only)
+        if kept is not None and kept[0] is self.known:
+            return kept[1]
+        kinds = tuple(
+            None if (check := facts.excluded(verified_only)) is None else check.kind
+            for facts in self.known
+        )
+        found = Exclusions(kinds, tuple((i, k) for i, k in enumerate(kinds) if k is not None))
+        self._exclusions[verified_only] = (self.known, found)
+        return found
 
     @staticmethod
     def exact(req: TaskRequirements, options: PlacementOptions | None = None) -> bool:
@@ -266,7 +291,11 @@ class FleetColumns:
         return Misses(self._causes(entries), int(ranked[0]) if self.size else -1, only_where)
 
     def causes(
-        self, failing: Sequence[Failing], excluded: Sequence[str | None], minutes: float
+        self,
+        failing: Sequence[Failing],
+        excluded: Sequence[str | None],
+        minutes: float,
+        excluded_key: tuple[tuple[int, str], ...] | None = None,
     ) -> Counter[str]:
         """`misses(...).causes` alone (what the metrics and the log of every placement
         count), without the nearest miss's ranking. The masks follow from the checks
@@ -276,7 +305,9 @@ class FleetColumns:
         key = (
             tuple(entry[:3] for entry in failing),
             minutes,
-            tuple((i, kind) for i, kind in enumerate(excluded) if kind is not None),
+            excluded_key
+            if excluded_key is not None
+            else tuple((i, kind) for i, kind in enumerate(excluded) if kind is not None),
         )
         try:
             counted = self._counted.get(key)

@@ -117,10 +117,11 @@ def _quick_scores(
             fleet = columns
 
             def misses() -> Misses:
-                return fleet.misses(failing, _excluded(known, verified_only))
+                return fleet.misses(failing, fleet.exclusions(verified_only).kinds)
 
             def causes() -> Counter[str]:
-                return fleet.causes(failing, _excluded(known, verified_only), minutes)
+                kinds, key = fleet.exclusions(verified_only)
+                return fleet.causes(failing, kinds, minutes, excluded_key=key)
 
     wishes = bool(plan.wishes)
     eligible: dict[int, TargetScore] = {}
@@ -262,14 +263,6 @@ class _Deferred(LazyChecks):
 
 def _sets(verdict: Verdict) -> CheckSets:
     return verdict.matches, verdict.mismatches, verdict.preferences
-
-
-def _excluded(known: Sequence[Known], verified_only: bool) -> list[str | None]:
-    """Each target's exclusion kind (`Known.excluded`), None for one that is decided
-    on its checks: what the columns count causes with."""
-    return [
-        None if (check := facts.excluded(verified_only)) is None else check.kind for facts in known
-    ]
 
 
 def _plugin_score(
