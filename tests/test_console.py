@@ -186,6 +186,7 @@ def test_what_if_explains_without_recording(server: str, page: Any) -> None:
     text = page.inner_text("#whatif-result")
     assert "aws-p4d-24xlarge" in text and "cost-optimized" in text
     assert "✗" in text  # the targets that cannot, with why
+    assert "ruled out: " in text and "no GPU" in text  # the cause counts
     shot(page, "what-if")
     after = len(httpx.get(f"{server}/v1/placements?limit=1000", headers=HEADERS).json())
     assert after == before

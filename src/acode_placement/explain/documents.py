@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from acode_placement.explain.words import (
+    cause_counts,
     check_text,
     why,
 )
@@ -112,6 +113,8 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
             for a in result.attempts
         ],
         "reservation": lease_json(result.reservation) if result.reservation else None,
+        # how many ruled-out targets show each cause (a target once per cause)
+        "causes": dict(cause_counts(result.all_scores).most_common()),
     }
     if kept is not None:
         outcome["alternativeScores"] = [round(ts.score, 6) for ts in others]

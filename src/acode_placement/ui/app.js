@@ -202,6 +202,9 @@ function explanation(result, heading) {
        result.success ? `${result.target.id} (${result.target.type})  score ${Number(result.score).toFixed(3)}  ${result.strategy}/${result.mode}  est. cost $${money(result.estimatedCost)}  [${result.reason}]`
                       : `no target (${result.reason}): ${result.failureMessage || ""}`),
     result.why ? el("p", {}, "why: " + result.why) : null,
+    Object.keys(result.causes || {}).length
+      ? el("p", { class: "causes" }, "ruled out: " + Object.entries(result.causes).map(([cause, n]) => `${n} ${cause}`).join(", "))
+      : null,
     result.alternatives && result.alternatives.length ? el("p", {}, "fallback: " + result.alternatives.join(", ")) : null,
     attempts.length ? el("div", {}, el("h4", {}, "Acquisition attempts"), el("ul", {}, attempts)) : null,
     el("div", { class: "scroll" }, el("table", {},
