@@ -19,7 +19,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -140,8 +140,10 @@ class Discovery:
         self._clock = clock
         self._listeners: list[Listener] = []
         self.observers: list[Observer] = []
-        self._inflight: dict[tuple[str, str, bool, frozenset[str]], asyncio.Task[ProbeReport]] = {}
-        self._job_of: dict[tuple[str, str, bool, frozenset[str]], _Job] = {}
+        # Probes running, by what they ask (`_Job.key`), with the job they run.
+        self._inflight: dict[
+            tuple[str, str, bool, frozenset[str]], tuple[_Job, asyncio.Task[ProbeReport]]
+        ] = {}
         # Probes that missed a decision's deadline and still run: no decision waits again.
         self._late: weakref.WeakSet[asyncio.Task[ProbeReport]] = weakref.WeakSet()
         self._limit: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
@@ -242,8 +244,14 @@ class Discovery:
         quick = getattr(self.probers[target.kind], "at_once", None)  # see `Prober`
         report: ProbeReport | None = quick(target) if entry is None and quick else None
         if report is not None:  # dated facts known without I/O (an EC2 type's catalog row)
-            found = Entry(fingerprint(target), report.capabilities, report.tools_checked, now)
-            found = replace(found, notes=report.notes, source=report.source)
+            found = Entry(
+                fingerprint(target),
+                report.capabilities,
+                report.tools_checked,
+                now,
+                report.notes,
+                report.source,
+            )
             return self._known(
                 target, found, DiscoveryStatus.CATALOG, next(iter(report.notes), None)
             )
@@ -258,14 +266,14 @@ class Discovery:
 
     def pending(self) -> list[AnyTarget]:
         """The targets whose probes are still running (each once)."""
-        jobs = (self._job_of[key] for key, task in self._inflight.items() if not task.done())
-        return list({job.target.id: job.target for job in jobs}.values())
+        running = (job for job, task in self._inflight.values() if not task.done())
+        return list({job.target.id: job.target for job in running}.values())
 
     async def settle(self, timeout: float | None = None) -> None:
         """Wait, `timeout` seconds at most, for the probes still running in the
         background, and save what they found: a one-shot command calls this after
         printing its answer, so that the next run finds the cache filled."""
-        running = [t for t in self._inflight.values() if not t.done()]
+        running = [task for _, task in self._inflight.values() if not task.done()]
         if running:
             await asyncio.wait(running, timeout=timeout)
         self.cache.flush()
@@ -304,11 +312,10 @@ class Discovery:
 
     def _start(self, job: _Job) -> asyncio.Task[ProbeReport]:
         running = self._inflight.get(job.key)
-        if running is not None and not running.done():
-            return running  # one probe per target and question, however many ask
+        if running is not None and not running[1].done():
+            return running[1]  # one probe per target and question, however many ask
         task = asyncio.ensure_future(self._run(job))
-        self._inflight[job.key] = task
-        self._job_of[job.key] = job
+        self._inflight[job.key] = (job, task)
         task.add_done_callback(lambda t: self._finished(job, t))
         return task
 
@@ -376,9 +383,9 @@ class Discovery:
         return self._limit[1]
 
     def _finished(self, job: _Job, task: asyncio.Task[ProbeReport]) -> None:
-        if self._inflight.get(job.key) is task:
+        running = self._inflight.get(job.key)
+        if running is not None and running[1] is task:
             del self._inflight[job.key]
-            del self._job_of[job.key]
         if not task.cancelled():
             task.exception()  # looked at: a failure is kept in the cache, not lost to asyncio
             # a probe that outlived its decision still saves its answer or its failure
