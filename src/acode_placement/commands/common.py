@@ -107,11 +107,12 @@ def _usage_hint(exc: typer.TyperException) -> str:
     return f" (see: {path} --help)" if path else ""
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str) -> None:
     """One line on stderr: controls escaped, so the line stays one line. Under
-    `--json` the line is a JSON object, `{"error": MESSAGE, "exitStatus": CODE}`."""
+    `--json` the line is a JSON object, `{"error": MESSAGE, "exitStatus": 2}` (every
+    error this reports exits 2)."""
     if _session.json_errors:
-        line = json.dumps({"error": printable(message), "exitStatus": code}, ensure_ascii=False)
+        line = json.dumps({"error": printable(message), "exitStatus": 2}, ensure_ascii=False)
         typer.echo(line, err=True)
         return
     typer.echo(f"acode-placement: error: {printable(message)}", err=True)

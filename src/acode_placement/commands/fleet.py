@@ -4,7 +4,7 @@ capability cache, and the tables that show them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -126,14 +126,8 @@ def discover(
         _refresh_quietly(engine, fleet, ids or [])
         return
 
-    async def look() -> tuple[list[AnyTarget], list[Known]]:
-        resolved = await engine.resolve(fleet)
-        wanted = [t for t in resolved if not ids or selects(ids, t)]
-        tools = frozenset(tool for t in wanted if t.capabilities for tool in t.capabilities.tools)
-        return wanted, await engine.discover(wanted, tools, refresh=refresh, progress=bar.update)
-
     with _progress("probing") as bar:
-        chosen, known = _run(look())
+        chosen, known = _run(_discovered(engine, fleet, ids, refresh, bar.update))
     for name in ids or ():
         if not any(selects([name], t) for t in chosen):
             raise UnknownNameError("target id", name, [t.id for t in fleet], "discover")
@@ -162,16 +156,25 @@ def _refresh_quietly(engine: PlacementEngine, fleet: list[AnyTarget], ids: list[
         except OSError:
             return  # another refresh is at it
 
-        async def probe() -> None:
-            resolved = await engine.resolve(fleet)
-            wanted = [t for t in resolved if selects(ids, t)]
-            tools = frozenset(t for w in wanted if w.capabilities for t in w.capabilities.tools)
-            await engine.discover(wanted, tools)
-
-        _run(probe())
+        _run(_discovered(engine, fleet, ids))
 
 
-def _where(target: AnyTarget) -> str:
+async def _discovered(
+    engine: PlacementEngine,
+    fleet: list[AnyTarget],
+    ids: Sequence[str] | None,
+    refresh: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[AnyTarget], list[Known]]:
+    """The targets `ids` select (all without ids), fleets expanded, and what probing
+    them finds, asked about the tools they declare."""
+    resolved = await engine.resolve(fleet)
+    wanted = [t for t in resolved if not ids or selects(ids, t)]
+    tools = frozenset(tool for t in wanted if t.capabilities for tool in t.capabilities.tools)
+    return wanted, await engine.discover(wanted, tools, refresh=refresh, progress=progress)
+
+
+def where_of(target: AnyTarget) -> str:
     if isinstance(target, SshTarget):
         user = f"{target.user}@" if target.user else ""
         return f"{user}{target.host}:{target.port}"
@@ -198,7 +201,7 @@ def _targets_table(rows: Sequence[tuple[AnyTarget, Known]]) -> Table:
         table.add_row(
             target.id,
             target.kind.value,
-            _where(target),
+            where_of(target),
             *_capability_cells(caps),
             f"{rate:.3f}" if rate is not None else ("-" if target.is_cloud else "0"),
             explain.price_source(target) if isinstance(target, Ec2Target) else "-",

@@ -25,6 +25,7 @@ from acode_placement.commands.common import (
     _targets,
     app,
 )
+from acode_placement.commands.fleet import where_of
 from acode_placement.config import (
     CONFIG_ENV,
     SCHEMAS,
@@ -177,7 +178,7 @@ def _checks(settings: PlacementSettings, targets: Path | None) -> dict[str, Any]
         "sshHosts": [
             {
                 "id": t.id,
-                "where": f"{t.user + '@' if t.user else ''}{t.host}:{t.port}",
+                "where": where_of(t),
                 "status": k.status.value,
                 "cause": k.cause or "",
             }
