@@ -52,8 +52,8 @@ def wanted(requirements: TaskRequirements) -> Resources:
 
 def free(caps: Capabilities, capacity: Capacity, usage: Usage) -> Capabilities:
     """The capabilities with reserved amounts taken off (never below zero)."""
-    if not (usage.cpu or usage.memory_gb or usage.gpus):
-        return caps  # nothing held: all of it is free
+    if usage.empty:
+        return caps
     update: dict[str, object] = {}
     if capacity.cpu is not None:
         update["cpu"] = max(0.0, capacity.cpu - usage.cpu)

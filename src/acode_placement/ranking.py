@@ -132,8 +132,7 @@ def _quick_scores(
         target = targets[index]
         caps = facts.capabilities
         held = None if usage is None else usage[index]
-        if held is not None and (held.cpu or held.memory_gb or held.gpus):
-            # it offers what the reservations leave free
+        if held is not None and not held.empty:  # it offers what reservations leave free
             caps = capacity.free(caps, capacity.capacity_of(target, caps), held)
         cost = estimated_cost(target, minutes) if costs is None else costs[position]
         if not exact and not plan.passes(target, caps, cost):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from acode_placement.discovery.parse import ProbeReport
 from acode_placement.discovery.probes import ProbeError
-from acode_placement.ec2.catalog import Catalog
+from acode_placement.ec2.catalog import Catalog, CatalogRow
 from acode_placement.ec2.types import InstanceType
 from acode_placement.errors import AwsApiError
 from acode_placement.models import (
@@ -187,9 +187,7 @@ class Ec2Prober:
                 DiscoveryStatus.UNREACHABLE,
                 f"{reason}; {name} in {region} is not in the shipped catalog either",
             )
-        dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
-        note = f"{reason}: capabilities from the shipped catalog{dated}"
-        return ProbeReport(_stamped(row.instance), tools, True, (note,), source="catalog")
+        return _from_catalog(row, tools, reason)
 
     def at_once(self, target: AnyTarget) -> ProbeReport | None:
         """The shipped catalog's facts of the type, for a decision that will not wait
@@ -200,13 +198,19 @@ class Ec2Prober:
         row = self.catalog.row(target.region, target.instance_type)
         if row is None:
             return None
-        dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
+        reason = None  # the API is asked in the background
         if self.api is None or self.api.mode is AwsApi.OFF:
             reason = "no AWS API configured" if self.api is None else self.api.unusable()
-            note = f"{reason}: capabilities from the shipped catalog{dated}"
-        else:
-            note = f"capabilities from the shipped catalog{dated}; asking the EC2 API"
-        return ProbeReport(_stamped(row.instance), frozenset(), True, (note,), source="catalog")
+        return _from_catalog(row, frozenset(), reason)
+
+
+def _from_catalog(row: CatalogRow, tools: frozenset[str], reason: str | None) -> ProbeReport:
+    """A type's facts from its catalog row, with a note saying why the catalog (or,
+    with no `reason`, that the EC2 API is being asked meanwhile) and of when."""
+    dated = f", prices of {row.price_date.isoformat()}" if row.price_date else ""
+    note = f"capabilities from the shipped catalog{dated}"
+    note = f"{reason}: {note}" if reason is not None else f"{note}; asking the EC2 API"
+    return ProbeReport(_stamped(row.instance), tools, True, (note,), source="catalog")
 
 
 def _stamped(instance: InstanceType) -> Capabilities:

@@ -37,6 +37,11 @@ class Usage:
     gpus: float = 0.0
     tasks: int = 0
 
+    @property
+    def empty(self) -> bool:
+        """Nothing of the cpu, memory or GPUs is held: all of them are free."""
+        return not (self.cpu or self.memory_gb or self.gpus)
+
     def fits(self, wanted: Resources, capacity: Capacity) -> bool:
         checks = (
             (capacity.cpu, self.cpu, wanted.cpu),
