@@ -38,8 +38,7 @@ def default_engine(
     catalog = Catalog.shipped()
     probers: dict[TargetKind, Prober] = {
         TargetKind.EC2: Ec2Prober(api, catalog),
-        TargetKind.LOCAL: LocalProbe(settings.probe_timeout, facts=settings.facts),
-        TargetKind.SSH: DeferredProber(lambda: _ssh_prober(settings)),
+        **host_probers(settings),
     }
     discovery = Discovery(
         probers,
@@ -64,6 +63,15 @@ def default_engine(
         reservations=ReservationStore(settings.history),
         reservation_grace=timedelta(minutes=settings.reservation_grace_minutes),
     )
+
+
+def host_probers(settings: PlacementSettings) -> dict[TargetKind, Prober]:
+    """The probers of machines (this one, and SSH hosts: asyncssh loads on first
+    use), as the settings configure them."""
+    return {
+        TargetKind.LOCAL: LocalProbe(settings.probe_timeout, facts=settings.facts),
+        TargetKind.SSH: DeferredProber(lambda: _ssh_prober(settings)),
+    }
 
 
 def _ssh_prober(settings: PlacementSettings) -> Prober:

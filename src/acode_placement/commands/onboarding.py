@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +35,7 @@ from acode_placement.commands.common import (
 )
 from acode_placement.config import TARGETS_ENV, read_targets, resolve_settings
 from acode_placement.discovery.parse import ProbeReport
-from acode_placement.discovery.probes import LocalProbe, ProbeError
+from acode_placement.discovery.probes import ProbeError
 from acode_placement.discovery.service import COMMON_TOOLS
 from acode_placement.errors import InputError
 from acode_placement.explain import num
@@ -173,28 +174,19 @@ async def _probe_all(
     fleet: list[Any],
     settings: PlacementSettings,
     accept_new: bool,
-    progress: Any,
+    progress: Callable[[int, int], None],
 ) -> list[ProbeReport | ProbeError]:
     """Each target's probe report, or the error that says why it has none."""
-    local = LocalProbe(settings.probe_timeout, facts=settings.facts)
-    remote = None
-    if len(fleet) > 1:
-        from acode_placement.discovery.ssh import SshProbe  # noqa: PLC0415  (asyncssh)
+    from acode_placement.assembly import host_probers  # noqa: PLC0415  (as the engine does)
 
-        remote = SshProbe(
-            settings.probe_timeout,
-            Path(settings.known_hosts).expanduser(),
-            accept_new or settings.accept_new_host_keys,
-            facts=settings.facts,
-        )
+    trusting = accept_new or settings.accept_new_host_keys
+    probers = host_probers(settings.model_copy(update={"accept_new_host_keys": trusting}))
     done = 0
 
     async def one(target: Any) -> ProbeReport | ProbeError:
         nonlocal done
-        prober = local if isinstance(target, LocalTarget) else remote
-        assert prober is not None
         try:
-            return await prober.probe(target, COMMON_TOOLS)
+            return await probers[target.kind].probe(target, COMMON_TOOLS)
         except ProbeError as exc:
             return exc
         finally:
