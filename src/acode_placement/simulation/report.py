@@ -16,21 +16,20 @@ def table_rows(runs: Sequence[Run]) -> list[list[str]]:
     """One row per run: the figures a person compares strategies on."""
     rows = []
     for run in runs:
-        s = run.summary()
         rows.append(
             [
                 f"{run.strategy}/{run.mode}",
-                str(s["placed"]),
-                str(s["neverPlaceable"]),
-                str(s["waitingAtEnd"]),
-                str(s["waited"]),
-                _duration(float(s["waitP50S"])),  # type: ignore[arg-type]
-                _duration(float(s["waitP95S"])),  # type: ignore[arg-type]
-                _duration(float(s["waitMaxS"])),  # type: ignore[arg-type]
-                str(s["bursts"]),
+                str(run.placed),
+                str(sum(run.never_placeable.values())),
+                str(run.waiting_at_end),
+                str(run.waited),
+                _duration(run.wait_percentile(0.5)),
+                _duration(run.wait_percentile(0.95)),
+                _duration(max(run.waits, default=0.0)),
+                str(run.bursts),
                 f"{run.cloud_cost:,.2f}",
-                f"{float(s['cpuUtilisation']):.1%}",  # type: ignore[arg-type]
-                f"{float(s['gpuUtilisation']):.1%}",  # type: ignore[arg-type]
+                f"{run.cpu_utilisation:.1%}",
+                f"{run.gpu_utilisation:.1%}",
                 f"{run.makespan_s / DAY:.1f} d",
             ]
         )
@@ -111,8 +110,8 @@ def plot(runs: Sequence[Run], path: Path, title: str) -> None:
         axes.legend(fontsize=8, loc="upper left")
     names = [f"{run.strategy}\n{run.mode}" for run in runs]
     positions = range(len(runs))
-    cpu = [run.summary()["cpuUtilisation"] for run in runs]
-    gpu = [run.summary()["gpuUtilisation"] for run in runs]
+    cpu = [run.cpu_utilisation for run in runs]
+    gpu = [run.gpu_utilisation for run in runs]
     bars_cpu = use.bar([p - 0.2 for p in positions], cpu, 0.4, label="CPU", color="C0")
     bars_gpu = use.bar([p + 0.2 for p in positions], gpu, 0.4, label="GPU", color="C1")
     use.bar_label(bars_cpu, labels=[f"CPU {v:.0%}" for v in cpu], fontsize=8)

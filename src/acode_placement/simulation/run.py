@@ -102,6 +102,15 @@ class Run:
     def makespan_s(self) -> float:
         return max(0.0, self.end_s - self.start_s)
 
+    @property
+    def cpu_utilisation(self) -> float:
+        """Owned CPU-hours used over those available (see `_owned_available`)."""
+        return _share(self.cpu_hours_used, self.cpu_hours_available)
+
+    @property
+    def gpu_utilisation(self) -> float:
+        return _share(self.gpu_hours_used, self.gpu_hours_available)
+
     def wait_percentile(self, share: float) -> float:
         if not self.waits:
             return 0.0
@@ -130,8 +139,8 @@ class Run:
             "cloudCost": round(self.cloud_cost, 4),
             "ownedCost": round(self.owned_cost, 4),
             "unpricedCloudPlacements": self.unpriced,
-            "cpuUtilisation": _share(self.cpu_hours_used, self.cpu_hours_available),
-            "gpuUtilisation": _share(self.gpu_hours_used, self.gpu_hours_available),
+            "cpuUtilisation": self.cpu_utilisation,
+            "gpuUtilisation": self.gpu_utilisation,
             "cpuHoursUsed": round(self.cpu_hours_used, 3),
             "gpuHoursUsed": round(self.gpu_hours_used, 3),
             "makespanS": self.makespan_s,
@@ -201,7 +210,6 @@ class _Replay:
         self.static: dict[tuple[object, ...], tuple[str | None, tuple[int, ...]]] = {}
         self.subsets: dict[tuple[int, ...], tuple[list[AnyTarget], list[Known]]] = {}
         self.now = 0.0
-        self.cost = 0.0
 
     def run(self) -> Run:
         result = self.result
@@ -362,9 +370,8 @@ class _Replay:
             if rate is not None:
                 cost = rate * duration / 3600.0
                 result.owned_cost += cost
-        self.cost += cost
-        if cost:
-            result.cost_curve.append((self.now, self.cost))
+        if cost:  # the running total, cloud and owned
+            result.cost_curve.append((self.now, result.cloud_cost + result.owned_cost))
         result.fates[job.id] = Fate(
             "placed", target.id, decided.reason.value, self.now, max(0.0, wait), cost
         )
