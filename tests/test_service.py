@@ -281,16 +281,17 @@ class TestClient:
         ):
             client.strategies()
 
-    def test_place_with_server(
-        self,
-        service: tuple[str, PlacementEngine],
-        cli: Cli,
-        tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
+    @pytest.fixture
+    def task(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        """TASK as a task file, with the service's token where `place --server` reads it."""
         monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", TOKEN)
-        task = tmp_path / "task.yaml"
-        task.write_text(yaml.safe_dump({"task": TASK}))
+        path = tmp_path / "task.yaml"
+        path.write_text(yaml.safe_dump({"task": TASK}))
+        return path
+
+    def test_place_with_server(
+        self, service: tuple[str, PlacementEngine], cli: Cli, task: Path
+    ) -> None:
         code, out = cli.json("place", task, "--server", service[0])
         assert code == 0 and out["target"]["id"] == "local" and out["taskName"] == "build"
         code, text, _ = cli("place", task, "--server", service[0], "--strategy", "performance")
@@ -325,15 +326,8 @@ class TestClient:
         assert remote[1].count("\n") >= (3 if local[0] == 0 else 1)
 
     def test_place_with_server_says_what_it_reserved(
-        self,
-        service: tuple[str, PlacementEngine],
-        cli: Cli,
-        tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,
+        self, service: tuple[str, PlacementEngine], cli: Cli, task: Path
     ) -> None:
-        monkeypatch.setenv("ACODE_PLACEMENT_TOKEN", TOKEN)
-        task = tmp_path / "task.yaml"
-        task.write_text(yaml.safe_dump({"task": TASK}))
         code, text, _ = cli("place", task, "--server", service[0], "--reserve")
         assert code == 0
         last = text.splitlines()[-1]
