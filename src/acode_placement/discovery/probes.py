@@ -162,10 +162,10 @@ def _collect(process: subprocess.Popen[bytes], data: bytes, timeout: float) -> t
             out, err = process.communicate(data, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise _late(timeout) from None
+        if len(out) > MAX_OUTPUT or len(err) > MAX_OUTPUT:  # _pump stops at the bound itself
+            raise _flood()
     else:
         out, err = _pump(process, data, deadline, timeout)
-    if len(out) > MAX_OUTPUT or len(err) > MAX_OUTPUT:
-        raise _flood()
     try:
         process.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:  # closed its output but went on running
