@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.hostile import run
+from tests.hostile import assert_refused, run
 from tests.sshd import free_port
 
 DECLARED = {"cpu": 4, "memoryGb": 8, "os": "linux", "arch": "x64", "tools": ["sh"]}
@@ -119,3 +119,20 @@ def test_one_refresh_at_a_time(tmp_path: Path) -> None:
     assert (ran.code, ran.out) == (0, "")
     failure = failure_of(tmp_path, "box", within=1)
     assert failure is not None and failure["cause"] == f"127.0.0.1:{port}: connection refused"
+
+
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_a_bad_background_refresh_setting_is_one_line(tmp_path: Path, where: str) -> None:
+    targets, task, config = files(tmp_path, free_port())
+    env = {}
+    if where == "file":
+        config.write_text(yaml.safe_dump({"placement": {"backgroundRefresh": "sometimes"}}))
+    else:
+        env["ACODE_PLACEMENT_BACKGROUND_REFRESH"] = "sometimes"
+    ran = run(tmp_path, "place", task, "--targets", targets, "--config", config, **env)
+    named = (
+        f"{config}:2: backgroundRefresh"
+        if where == "file"
+        else ("environment ACODE_PLACEMENT_BACKGROUND_REFRESH")
+    )
+    assert_refused(ran, f"{named}: input should be a valid boolean", "got 'sometimes'")

@@ -215,3 +215,18 @@ def test_a_hostile_trace_is_refused_in_one_line(tmp_path: Path, make: Any, said:
     make(trace)
     line = assert_refused(run(tmp_path, "simulate", trace, "--targets", fleet, timeout=30))
     assert said in line and "\x1b" not in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--mode", "offline"], "--mode: unknown mode 'offline'"),
+        (["--strategies", ","], "--strategies: name at least one strategy"),
+        (["--plot", "out.svg"], "--plot out.svg: give a file name ending in .png"),
+    ],
+    ids=["mode", "no-strategy", "plot-not-png"],
+)
+def test_bad_options_are_one_line(scenario: tuple[Path, Path], argv: list[str], said: str) -> None:
+    jobs, fleet = scenario
+    ran = run(jobs.parent, "simulate", jobs, "--targets", fleet, *argv)
+    assert said in assert_refused(ran)
