@@ -34,6 +34,7 @@ from acode_placement.errors import (
     UnknownNameError,
 )
 from acode_placement.history.database import HistoryError
+from acode_placement.lane import Lane, ServiceApp
 from acode_placement.matching import selects
 from acode_placement.messages import describe_error
 from acode_placement.models import (
@@ -47,6 +48,7 @@ from acode_placement.models import (
 )
 from acode_placement.telemetry import get_logger
 from acode_placement.web import (
+    MAX_BODY,
     AsciiJSONResponse,
     BodyLimit,
     documented,
@@ -141,13 +143,20 @@ def create_app(
     defaults: PlacementOptions | None = None,
 ) -> FastAPI:
     """The application. `token` None means no authentication (loopback only)."""
-    app = FastAPI(
+    app = ServiceApp(  # placements go by the lane (`lane`), the rest by FastAPI
         default_response_class=AsciiJSONResponse,
         title="acode-placement",
         summary="Decide where a task should run, and say why.",
         version=package_version(),
     )
     app.state.service = Service(engine, targets, token, defaults or PlacementOptions())
+    app.lane = Lane(
+        PlacementRequest,
+        lambda service, body, dry: _decide(service, body, dry=dry),
+        lambda exc: _refused(None, exc),
+        lambda exc: _crashed(None, exc),
+        MAX_BODY,
+    )
     app.add_middleware(BodyLimit)
     app.add_exception_handler(StarletteHTTPException, _http_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
@@ -190,7 +199,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     return problem(422, "Unprocessable Content", detail)
 
 
-async def _refused(_: Request, exc: PlacementError) -> JSONResponse:
+async def _refused(_: Request | None, exc: PlacementError) -> JSONResponse:
     if isinstance(exc, HistoryError | StoreUnavailableError):
         return problem(503, "Service Unavailable", str(exc))
     if isinstance(exc, ReservationError) and "no reservation" in str(exc):
@@ -200,7 +209,7 @@ async def _refused(_: Request, exc: PlacementError) -> JSONResponse:
     return problem(400, "Bad Request", str(exc))
 
 
-async def _crashed(_: Request, exc: Exception) -> JSONResponse:
+async def _crashed(_: Request | None, exc: Exception) -> JSONResponse:
     _log.error("service.error", error=repr(exc))
     return problem(500, "Internal Server Error", "the request failed; see the server log")
 

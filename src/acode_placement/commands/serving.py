@@ -129,7 +129,11 @@ def _served(spec: dict[str, str | None]) -> tuple[Any, int]:
     # where a small fleet's Python loop builds every ruled-out target's checks.
     engine.compile_from = 0
     defaults = _options(settings, settings.strategy, None, no_discovery=False)
-    return create_app(engine, fleet, token, defaults=defaults), len(fleet)
+    application = create_app(engine, fleet, token, defaults=defaults)
+    from acode_placement.server import settle_heap  # noqa: PLC0415
+
+    settle_heap()
+    return application, len(fleet)
 
 
 def worker_app() -> Any:
