@@ -33,6 +33,7 @@ def test_the_report_has_every_figure_and_the_same_pick(cli: Cli) -> None:
             "placeP50Us",
             "placeP99Us",
             "placeHistoryP50Us",
+            "commitP50Us",
             "placeHistoryP99Us",
             "bytesPerRecord",
             "snapshotBytes",

@@ -153,6 +153,8 @@ class FleetColumns:
 
     def same(self, targets: Sequence[AnyTarget], known: Sequence[Known]) -> bool:
         """Whether these are exactly the objects compiled (identity, not equality)."""
+        if targets is self.targets and known is self.known:  # the very tuples: immutable
+            return True
         if len(targets) != self.size or not all(map(is_, targets, self.targets)):
             return False
         if len(known) == self.size and all(map(is_, known, self.known)):

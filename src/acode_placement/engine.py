@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -29,6 +28,7 @@ from acode_placement.events import (
     PlacementFailed,
     PlacementStarted,
 )
+from acode_placement.ids import new_id
 from acode_placement.leasing import Acquisition, acquire_ranked, lease_best
 from acode_placement.memo import IdentityMemo
 from acode_placement.metrics import Metrics
@@ -87,8 +87,10 @@ class PlacementEngine:
         self.metrics = metrics or Metrics()
         self.recorder = Recorder(history, self.metrics)
         # Per list of targets (by identity): fleets expanded and priced, declared facts.
-        self._resolved: IdentityMemo[AnyTarget, list[AnyTarget]] = IdentityMemo()
-        self._declared: IdentityMemo[AnyTarget, list[Known]] = IdentityMemo()
+        # Both keep tuples, handed out as they are: the next step's memo finds the very
+        # tuple it kept at the cost of one comparison, whatever the fleet's size.
+        self._resolved: IdentityMemo[AnyTarget, tuple[AnyTarget, ...]] = IdentityMemo()
+        self._declared: IdentityMemo[AnyTarget, tuple[Known, ...]] = IdentityMemo()
         # Below `compile_from`, a placement's causes come from every ruled-out target's
         # checks: kept for the last inputs seen (see `Scores.counted_once_per`).
         self._small_misses: IdentityMemo[object, Misses] = IdentityMemo()
@@ -154,8 +156,17 @@ class PlacementEngine:
         capabilities, and its `Known.status` says so. With `require_verified`, stale
         and declared values would rule a target out, so their probes are waited for.
         """
+        return list(await self._known(targets, requirements, options))
+
+    async def _known(
+        self,
+        targets: Sequence[AnyTarget],
+        requirements: TaskRequirements,
+        options: PlacementOptions,
+    ) -> Sequence[Known]:
+        """`capabilities`, as the memo keeps them when nothing is probed."""
         if not options.discovery_enabled or self.discovery is None:
-            return list(self._declared.get(targets, _declared))
+            return self._declared.get(targets, _declared)
         return await self.discovery.lookup(
             targets,
             requirements.wanted_tools(),
@@ -172,14 +183,19 @@ class PlacementEngine:
     async def resolve(self, targets: Sequence[AnyTarget]) -> list[AnyTarget]:
         """The targets as candidates: each ec2 fleet expanded into one target per
         instance type, and every ec2 target priced (see `Ec2Target.price`)."""
+        return list(await self._candidates(targets))
+
+    async def _candidates(self, targets: Sequence[AnyTarget]) -> tuple[AnyTarget, ...]:
+        """`resolve`, as the memo keeps it: the same tuple while the same targets come."""
         hit = self._resolved.find(targets)
         if hit is not None:
-            return list(hit)
-        if not any(isinstance(t, Ec2Target) for t in targets):
-            return list(targets)
-        resolved = await self.ec2.resolve(targets)
+            return hit
+        if any(isinstance(t, Ec2Target) for t in targets):
+            resolved = tuple(await self.ec2.resolve(targets))
+        else:
+            resolved = tuple(targets)
         self._resolved.keep(targets, resolved)
-        return list(resolved)
+        return resolved
 
     async def discover(
         self,
@@ -241,7 +257,7 @@ class PlacementEngine:
         options = options or PlacementOptions()
         self.registry.get(options.strategy)  # fail on a bad name before starting
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = new_id()
         self.metrics.placement_started(options.strategy)
         try:
             if self.publisher.heard:  # an event costs its clock and fields: made only if heard
@@ -250,8 +266,8 @@ class PlacementEngine:
                         request_id, task_name, options.strategy, options.mode, len(targets), now()
                     )
                 )
-            candidates = await self.resolve(targets)
-            known = await self.capabilities(candidates, requirements, options)
+            candidates = await self._candidates(targets)
+            known = await self._known(candidates, requirements, options)
             usage = None
             if reserve:
                 assert self.reservations is not None
@@ -355,7 +371,7 @@ class PlacementEngine:
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked
         chosen = kept[0] if kept else None
         return PlacementResult(
-            request_id=request_id or str(uuid.uuid4()),
+            request_id=request_id or new_id(),
             task_name=task_name,
             success=chosen is not None,
             selected=chosen,
@@ -441,5 +457,5 @@ class PlacementEngine:
         return self.registry.get("auto"), strategy.name
 
 
-def _declared(targets: Sequence[AnyTarget]) -> list[Known]:
-    return [Known(t.capabilities or Capabilities()) for t in targets]
+def _declared(targets: Sequence[AnyTarget]) -> tuple[Known, ...]:
+    return tuple(Known(t.capabilities or Capabilities()) for t in targets)

@@ -29,12 +29,16 @@ class IdentityMemo(Generic[T, V]):
     def find(self, objects: Sequence[T]) -> V | None:
         """The value kept for these very objects, in this order; None otherwise."""
         last = self._last  # one read: another thread may replace it meanwhile
-        if last is None or len(last[0]) != len(objects):
+        if last is None:
+            return None
+        if last[0] is objects:  # the very tuple kept (immutable): nothing to compare
+            return last[1]
+        if len(last[0]) != len(objects):
             return None
         return last[1] if all(map(is_, objects, last[0])) else None
 
     def keep(self, objects: Sequence[T], value: V) -> None:
-        self._last = (tuple(objects), value)
+        self._last = (tuple(objects), value)  # a tuple given is kept as it is
 
     def get(self, objects: Sequence[T], compute: Callable[[Sequence[T]], V]) -> V:
         """The kept value, or `compute(objects)` kept for next time."""

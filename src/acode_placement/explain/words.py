@@ -159,7 +159,8 @@ def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
     notes = [discovery_text(chosen)] if chosen.unconfirmed else []
     ranked = [chosen, *result.alternatives]
-    unpriced = sum(1 for ts in ranked if ts.target.is_cloud and ts.estimated_cost is None)
+    # a cost is None only for a cloud target without a price: is_cloud is asked of those
+    unpriced = sum(1 for ts in ranked if ts.estimated_cost is None and ts.target.is_cloud)
     if unpriced:
         notes.append(f"{unpriced} eligible without a price (hourlyRate or ec2Api gives one)")
     if result.options.require_verified:

@@ -15,7 +15,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from acode_placement.history.database import (
     normalise_url,
     open_watched,
 )
+from acode_placement.ids import new_id
 from acode_placement.models import Capacity, Reservation, Resources, Usage
 from acode_placement.safe import mask_url
 
@@ -97,7 +97,7 @@ class ReservationStore:
             if not self._usage(connection, [target_id], now)[target_id].fits(wanted, capacity):
                 return None
             made = Reservation(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 target_id=target_id,
                 resources=wanted,
                 owner=owner or default_owner(),

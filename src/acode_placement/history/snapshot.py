@@ -135,7 +135,7 @@ class SnapshotMemo:
         if last is not None and last.same(targets, known, held):
             return last.snapshot
         made = encode(targets, known, usage)
-        self._last = _Kept(tuple(targets), tuple(known), held, made)
+        self._last = _Kept(tuple(targets), tuple(known), held, made)  # tuples: kept as given
         return made
 
 
@@ -154,6 +154,8 @@ class _Kept:
     ) -> bool:
         if len(targets) != len(self.targets) or usage != self.usage:
             return False
+        if targets is self.targets and known is self.known:  # the very tuples: immutable
+            return True
         if not all(map(is_, targets, self.targets)):
             return False
         if all(map(is_, known, self.known)):
