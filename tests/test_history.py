@@ -128,11 +128,12 @@ class TestRecords:
         async def cancelled() -> None:
             never = asyncio.Event()
 
-            async def slow(*_: Any) -> list[Any]:
+            async def slow(*_: Any) -> tuple[Any, ...]:
                 await never.wait()
-                return []
+                return ()
 
-            engine.resolve = slow  # type: ignore[method-assign]
+            # place()'s first step, resolving the targets, never ends
+            engine._candidates = slow  # type: ignore[method-assign]
             task = asyncio.ensure_future(engine.place(TaskRequirements(), FLEET, NO_DISCOVERY))
             await asyncio.sleep(0.01)
             task.cancel()
