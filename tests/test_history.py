@@ -40,7 +40,7 @@ from acode_placement.history.database import HEAD, HistoryError
 from acode_placement.history.replay import explanation, replay
 from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import KEPT_ALTERNATIVES, HistoryStore
-from acode_placement.models import AnyTarget
+from acode_placement.models import AnyTarget, Attempt
 from tests.conftest import Cli
 from tests.test_properties import SETTINGS, every_option, every_rule, fleets
 
@@ -878,3 +878,42 @@ class TestCompactRecordsShowWhatWasPrinted:
             record = engine.history.get(result.request_id)  # type: ignore[union-attr]
             assert record is not None and record.usage is not None
             assert explanation(engine, record) == explain.result_json(result)
+
+
+def test_writers_to_one_sqlite_file_take_turns_on_its_write_lock(tmp_path: Path) -> None:
+    """A write waits while another process holds the lock file beside the database
+    (`<file>.write-lock`, flock), then goes through as soon as it is released; the
+    history and the leases of one process share the one lock."""
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    history, leases = HistoryStore(url), ReservationStore(url)
+    history.record_attempts("first", [Attempt("local", ok=True)])  # opens, makes the lock
+    lock = tmp_path / "history.db.write-lock"
+    assert lock.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time\n"
+         f"f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(1.0)\n"
+         "fcntl.flock(f, fcntl.LOCK_UN); print('released', flush=True)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    started = time.monotonic()
+    done: list[float] = []
+    writers = [
+        threading.Thread(
+            target=lambda: (
+                history.record_attempts("second", [Attempt("local", ok=True)]),
+                done.append(time.monotonic() - started),
+            )
+        ),
+        threading.Thread(target=lambda: (leases.check(), done.append(time.monotonic() - started))),
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(30)
+    assert holder.stdout.readline() == "released\n" and holder.wait(10) == 0
+    assert len(done) == 2 and min(done) >= 0.8, done  # both waited for the other process
+    record = history._read(lambda c: c.execute(sa.text("SELECT count(*) FROM attempts")).scalar())
+    assert record == 2

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import platformdirs
 import sqlalchemy as sa
@@ -134,6 +135,52 @@ class DatabaseFile:
         if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
             return "the database file (or its directory) became read-only"
         return None
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Held around each write transaction: one writer at a time across the
+        processes on this file (see `_WriteLock`)."""
+        return _WriteLock.of(self.path)
+
+
+class _WriteLock:
+    """Writers to one SQLite file take turns on a lock file beside it (flock), and
+    the threads of one process on a lock: the kernel hands a released flock to the
+    next waiter at once, where SQLite's own busy handler polls, sleeping 1, 2, 5,
+    10... up to 100 ms between tries. With `serve --workers 2` on one file that
+    polling set the p99 (470-740 ms against 29 ms with one worker). Where no lock
+    file can be made (a read-only directory, Windows), SQLite's locking alone
+    serialises the writers, as before."""
+
+    _made: ClassVar[dict[str, _WriteLock]] = {}
+    _making = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self._thread = threading.Lock()
+        self._fd: int | None = None
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                self._fd = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @classmethod
+    def of(cls, path: Path) -> _WriteLock:
+        key = os.path.realpath(path)
+        with cls._making:
+            made = cls._made.get(key)
+            if made is None:
+                made = cls._made[key] = cls(path)
+            return made
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):  # SQLite's own locking serialises them then
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
 
 
 RESTART = "; restart the process to open the database now at that path"

@@ -10,6 +10,7 @@ transaction that looks at their target, and counted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -224,7 +225,9 @@ class ReservationStore:
         """
         for attempt in range(_RETRIES):
             try:
-                with self._opened().begin() as connection:
+                opened = self._opened()
+                writing = self._file.writing() if self._file else contextlib.nullcontext()
+                with writing, opened.begin() as connection:
                     self._guarded()
                     done = work(connection)
                     self._guarded()

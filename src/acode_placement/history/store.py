@@ -11,6 +11,7 @@ the group writer `writer`'s; a record as read `records`'.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -293,7 +294,9 @@ class HistoryStore:
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
         try:
-            with self._opened().begin() as connection:
+            opened = self._opened()
+            writing = self._file.writing() if self._file is not None else contextlib.nullcontext()
+            with writing, opened.begin() as connection:
                 self._guarded()
                 done = work(connection)
                 self._guarded()  # again just before the commit: never into a lost file
