@@ -31,6 +31,7 @@ from acode_placement.errors import PlacementError
 _PATHS = {"/v1/placements": False, "/v1/placements:explain": True}  # path: dry run
 _JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
 _READ = (b"content-length", b"content-type", b"authorization")
+_JSON_HEADER = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Lane:
     """What the lane needs of the service: the route's model, decision and handlers."""
 
     model: type[BaseModel]  # the body, as the route validates it
-    decide: Callable[[Any, Any, bool], Awaitable[Response]]  # (service, body, dry)
+    decide: Callable[[Any, Any, bool], Awaitable[bytes]]  # (service, body, dry): JSON
     refused: Callable[[PlacementError], Awaitable[Response]]  # the route's handlers
     crashed: Callable[[Exception], Awaitable[Response]]
     limit: int  # body bytes
@@ -92,12 +93,17 @@ async def _placed(app: ServiceApp, lane: Lane, scope: Scope, receive: Receive, s
         await app.routed(scope, _replaying(bytes(body), receive), send)
         return
     try:
-        response = await lane.decide(service, request, _PATHS[scope["path"]])
+        answer = await lane.decide(service, request, _PATHS[scope["path"]])
     except PlacementError as exc:
-        response = await lane.refused(exc)
+        await (await lane.refused(exc))(scope, receive, send)
+        return
     except Exception as exc:  # what the route's handler of anything else says
-        response = await lane.crashed(exc)
-    await response(scope, receive, send)
+        await (await lane.crashed(exc))(scope, receive, send)
+        return
+    # What the route's Response(answer, media_type="application/json") sends.
+    sent = [(b"content-length", str(len(answer)).encode()), _JSON_HEADER]
+    await send({"type": "http.response.start", "status": 200, "headers": sent})
+    await send({"type": "http.response.body", "body": answer})
 
 
 def _accepted(model: type[BaseModel], body: bytes) -> BaseModel | None:

@@ -64,10 +64,11 @@ class Recorder:
         if history is None:
             return
         try:
-            committed = history.submit(result, requirements, inputs)
             if history.durable:
-                await asyncio.wrap_future(committed)
+                loop = asyncio.get_running_loop()
+                await history.awaited(result, requirements, inputs, loop)
             else:
+                committed = history.submit(result, requirements, inputs)
                 committed.add_done_callback(lambda f: self._written(result.request_id, f))
             self._recorded += 1
             if self._recorded % _PRUNE_EVERY == 1:

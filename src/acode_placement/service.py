@@ -51,6 +51,7 @@ from acode_placement.web import (
     MAX_BODY,
     AsciiJSONResponse,
     BodyLimit,
+    ascii_json,
     documented,
     problem,
 )
@@ -152,7 +153,7 @@ def create_app(
     app.state.service = Service(engine, targets, token, defaults or PlacementOptions())
     app.lane = Lane(
         PlacementRequest,
-        lambda service, body, dry: _decide(service, body, dry=dry),
+        lambda service, body, dry: _decided(service, body, dry=dry),
         lambda exc: _refused(None, exc),
         lambda exc: _crashed(None, exc),
         MAX_BODY,
@@ -227,7 +228,9 @@ def _options(service: Service, request: PlacementRequest) -> PlacementOptions:
     return options
 
 
-async def _decide(service: Service, body: PlacementRequest, *, dry: bool) -> AsciiJSONResponse:
+async def _decided(service: Service, body: PlacementRequest, *, dry: bool) -> bytes:
+    """The answer to a placement request, as the JSON bytes both the route and the
+    lane send."""
     result = await service.engine.place(
         body.wanted,
         service.targets,
@@ -237,21 +240,25 @@ async def _decide(service: Service, body: PlacementRequest, *, dry: bool) -> Asc
         reserve=body.reserve and not dry,
         owner=body.owner,
     )
-    # Answered as it is: the object is the engine's own, so FastAPI's walk through it
+    # Rendered as it is: the object is the engine's own, so FastAPI's walk through it
     # to validate a `dict[str, Any]` would only cost time (much of it at 1,000 targets).
-    if body.candidates:
-        return AsciiJSONResponse(explain.result_json(result))
-    return AsciiJSONResponse(explain.outcome_json(result))
+    answer = explain.result_json(result) if body.candidates else explain.outcome_json(result)
+    return ascii_json(answer)
+
+
+async def _decide(service: Service, body: PlacementRequest, *, dry: bool) -> Response:
+    content = await _decided(service, body, dry=dry)
+    return Response(content, media_type="application/json")
 
 
 @router.post("/v1/placements", tags=["placements"], response_model=dict[str, Any])
-async def place(body: PlacementRequest, service: Svc) -> AsciiJSONResponse:
+async def place(body: PlacementRequest, service: Svc) -> Response:
     """Choose a target (and with `reserve`, lease it); the `place --json` object."""
     return await _decide(service, body, dry=False)
 
 
 @router.post("/v1/placements:explain", tags=["placements"], response_model=dict[str, Any])
-async def explain_placement(body: PlacementRequest, service: Svc) -> AsciiJSONResponse:
+async def explain_placement(body: PlacementRequest, service: Svc) -> Response:
     """Every target's score, matches and mismatches; nothing is recorded or reserved."""
     return await _decide(service, body, dry=True)
 

@@ -62,9 +62,12 @@ class AsciiJSONResponse(JSONResponse):
     surrogate among them, which UTF-8 cannot encode) always comes back as valid JSON."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        ).encode()
+        return ascii_json(content)
+
+
+def ascii_json(content: Any) -> bytes:
+    """What `AsciiJSONResponse` sends: compact JSON, every non-ASCII character escaped."""
+    return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
 def problem(status: int, title: str, detail: str, **headers: str) -> JSONResponse:

@@ -11,6 +11,7 @@ the group writer `writer`'s; a record as read `records`'.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
@@ -134,6 +135,22 @@ class HistoryStore:
         The row is made now; the group writer commits it with the records of concurrent
         placements, in one transaction; the future is done once it is committed (or
         has failed)."""
+        return self.writer.submit(self._compact(result, requirements, inputs))
+
+    def awaited(
+        self,
+        result: PlacementResult,
+        requirements: TaskRequirements,
+        inputs: Inputs,
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Future[object]:
+        """`submit` for a caller on `loop`, which is woken once per transaction for
+        all its records (see `GroupWriter.awaited`)."""
+        return self.writer.awaited(self._compact(result, requirements, inputs), loop)
+
+    def _compact(
+        self, result: PlacementResult, requirements: TaskRequirements, inputs: Inputs
+    ) -> CompactRecord:
         snapshot = self._snapshots.get(*inputs)
         row = _row(result, requirements, None)
         outcome = explain.outcome_json(result, kept=KEPT_ALTERNATIVES)
@@ -144,7 +161,7 @@ class HistoryStore:
             "size": len(snapshot.data),
             "data": snapshot.data,
         }
-        return self.writer.submit(CompactRecord(row, kept))
+        return CompactRecord(row, kept)
 
     def record_attempts(self, request_id: str, tried: Sequence[Attempt]) -> None:
         """Append the acquisition attempts of a decision (fallback, in order)."""

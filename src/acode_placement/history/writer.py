@@ -3,6 +3,7 @@ together (group commit), so that no database call runs on the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import queue
@@ -13,7 +14,9 @@ from concurrent.futures import Future
 import sqlalchemy as sa
 
 Work = Callable[[sa.Connection], object]
-_Pending = tuple[Work, Future[object]]
+_Done = Future[object] | asyncio.Future[object]
+_Pending = tuple[Work, _Done]
+_Outcome = tuple[_Done, object, BaseException | None]
 
 
 class GroupWriter:
@@ -39,7 +42,22 @@ class GroupWriter:
         self.transactions = 0  # committed, for the tests and the benchmark
 
     def submit(self, work: Callable[[sa.Connection], object]) -> Future[object]:
+        """`work` for the next transaction; the future is done once it is committed."""
         future: Future[object] = Future()
+        self._enqueue(work, future)
+        return future
+
+    def awaited(
+        self, work: Callable[[sa.Connection], object], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[object]:
+        """`submit` for a caller on `loop` (called from that loop): the loop is woken
+        once per committed transaction for all its callers, not once per record as
+        `asyncio.wrap_future` of each would (a wake-up is a write to the loop's pipe)."""
+        future: asyncio.Future[object] = loop.create_future()
+        self._enqueue(work, future)
+        return future
+
+    def _enqueue(self, work: Callable[[sa.Connection], object], future: _Done) -> None:
         self._queue.put((work, future))
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -48,7 +66,6 @@ class GroupWriter:
                 )
                 self._thread.start()
                 atexit.register(self.drain)  # what async placements left, before exit
-        return future
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait (at most `timeout` seconds) until what was submitted is committed."""
@@ -76,13 +93,43 @@ class GroupWriter:
             else:
                 self._write(lambda connection: [work(connection) for work in works])
         except Exception:
+            outcomes: list[_Outcome] = []
             for work, future in batch:  # alone, each record stands or falls by itself
                 try:
-                    future.set_result(self._write(work))
+                    outcomes.append((future, self._write(work), None))
                     self.transactions += 1
                 except Exception as exc:
-                    future.set_exception(exc)
+                    outcomes.append((future, None, exc))
+            _settle(outcomes)
             return
         self.transactions += 1
-        for _, future in batch:
-            future.set_result(None)
+        _settle([(future, None, None) for _, future in batch])
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Each future done with its outcome: thread futures here, a loop's futures in
+    that loop, all of them in one call."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        future, value, error = outcome
+        if isinstance(future, asyncio.Future):
+            on_loops.setdefault(future.get_loop(), []).append(outcome)
+        elif future.cancelled():  # its waiter gave up (the write stands)
+            continue
+        elif error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+    for loop, settled in on_loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settled, settled)
+
+
+def _settled(outcomes: list[_Outcome]) -> None:
+    for future, value, error in outcomes:
+        if future.done():  # cancelled while it was written
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
