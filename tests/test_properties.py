@@ -84,8 +84,8 @@ CONDITIONS = [
 
 
 @st.composite
-def fleets(draw: Any) -> list[AnyTarget]:
-    count = draw(st.integers(1, 12))
+def fleets(draw: Any, smallest: int = 1, largest: int = 12) -> list[AnyTarget]:
+    count = draw(st.integers(smallest, largest))
     targets: list[AnyTarget] = []
     for i in range(count):
         kind = draw(st.sampled_from(["local", "ssh", "ssh", "ec2", "ec2"]))

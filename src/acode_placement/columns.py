@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from operator import attrgetter, is_
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,8 @@ from acode_placement.models import (
 )
 from acode_placement.rules import Rule, kind_of, plan_for
 from acode_placement.rules.base import exact
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -163,6 +165,17 @@ class FleetColumns:
             return False
         self.known = tuple(known)  # new Known objects over the same capabilities
         return True
+
+    def derived(
+        self,
+        key: Hashable,
+        build: Callable[[tuple[AnyTarget, ...], tuple[Capabilities, ...]], T],
+    ) -> T:
+        """`build(targets, caps)`, made on first use and kept with the columns."""
+        kept = self._columns.get(("derived", key))
+        if kept is None:
+            kept = self._columns[("derived", key)] = build(self.targets, self.caps)
+        return kept
 
     def exclusions(self, verified_only: bool) -> Exclusions:
         """Per target, the kind of the check that rules it out before its

@@ -41,9 +41,15 @@ from acode_placement.models import (
 )
 from acode_placement.rules import Plan, plan_for
 from acode_placement.strategies import BuiltinStrategy, Strategy
+from acode_placement.strategies.base import rates_all
+
+# From this many candidates, the built-in strategies score them on columns
+# (`strategies.vector`); below, NumPy's fixed cost per call is more than Python's
+# loop (measured: the two meet at about 24 targets).
+VECTOR_FROM = 24
 
 if TYPE_CHECKING:
-    from acode_placement.columns import FleetColumns
+    from acode_placement.columns import Failing, FleetColumns
 
 
 def score_all(
@@ -114,16 +120,14 @@ def _quick_scores(
         costs = columns.costs(candidates, minutes)
         exact = plan.exact
         if exact:
-            fleet = columns
-
-            def misses() -> Misses:
-                return fleet.misses(failing, fleet.exclusions(verified_only).kinds)
-
-            def causes() -> Counter[str]:
-                kinds, key = fleet.exclusions(verified_only)
-                return fleet.causes(failing, kinds, minutes, excluded_key=key)
+            misses, causes = _counted(columns, failing, verified_only, minutes)
 
     wishes = bool(plan.wishes)
+    shares, rated = None, None  # every candidate's score at once, bit for bit:
+    if columns is not None and builtin is not None and rates_all(type(builtin)):
+        shares, rated = _rated_all(
+            builtin, columns, plan, targets, known, candidates=candidates, costs=costs
+        )
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
         facts = known[index]
@@ -137,11 +141,16 @@ def _quick_scores(
         cost = estimated_cost(target, minutes) if costs is None else costs[position]
         if not exact and not plan.passes(target, caps, cost):
             continue
-        share = quick_preference_share(plan, target, caps, cost) if wishes else 0.0
-        if builtin is not None:
-            score = builtin.rate(target, requirements, caps, QuickFacts(cost, minutes, share))
+        if rated is not None:
+            share = shares[position] if shares is not None else 0.0
+            score = rated[position]
         else:
-            score = _plugin_score(strategy, target, requirements, caps)
+            share = quick_preference_share(plan, target, caps, cost) if wishes else 0.0
+            score = (
+                builtin.rate(target, requirements, caps, QuickFacts(cost, minutes, share))
+                if builtin is not None
+                else _plugin_score(strategy, target, requirements, caps)
+            )
         eligible[index] = TargetScore(
             target=target,
             capabilities=caps,
@@ -178,6 +187,51 @@ def _quick_scores(
         )
 
     return Scores(len(targets), eligible, ruled_out, misses, causes)
+
+
+def _counted(
+    fleet: FleetColumns, failing: list[Failing], verified_only: bool, minutes: float
+) -> tuple[Callable[[], Misses], Callable[[], Counter[str]]]:
+    """What the ruled-out targets lack, and their causes, counted on the columns."""
+
+    def misses() -> Misses:
+        return fleet.misses(failing, fleet.exclusions(verified_only).kinds)
+
+    def causes() -> Counter[str]:
+        kinds, key = fleet.exclusions(verified_only)
+        return fleet.causes(failing, kinds, minutes, excluded_key=key)
+
+    return misses, causes
+
+
+def _rated_all(
+    builtin: BuiltinStrategy,
+    columns: FleetColumns,
+    plan: Plan,
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    *,
+    candidates: Sequence[int],
+    costs: Sequence[float | None] | None,
+) -> tuple[list[float] | None, list[float] | None]:
+    """The candidates' preference shares (None: no wishes) and scores from the
+    fleet's columns (`BuiltinStrategy.rate_all`); (None, None) below `VECTOR_FROM`."""
+    if len(candidates) < VECTOR_FROM:
+        return None, None
+    from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+    shares = None
+    if plan.wishes:
+        shares = [
+            quick_preference_share(plan, targets[i], known[i].capabilities, cost)
+            for i, cost in zip(candidates, costs or (), strict=True)
+        ]
+    minutes = runtime_minutes(plan.requirements, plan.options)
+    fleet = columns.derived("scoring", vector.ScoringColumns.of).at(candidates)
+    cost_column = columns.cost_column(minutes)[vector.rows(candidates)]
+    share_column = vector.column(shares if shares is not None else [0.0] * len(candidates))
+    rated = builtin.rate_all(fleet, plan.requirements, minutes, cost_column, share_column)
+    return shares, rated.tolist()
 
 
 def _evaluated(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
@@ -12,6 +12,9 @@ from acode_placement.strategies.base import (
     cost_metric,
     performance_metric,
 )
+
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
 
 # Among remote targets: cost and speed weigh alike; preferences count too.
 _COST, _SPEED, _PREFERENCES = 0.45, 0.45, 0.10
@@ -38,6 +41,22 @@ class Auto(BuiltinStrategy):
             _COST * cost_metric(verdict.estimated_cost) + _SPEED * speed + _PREFERENCES * prefs
         )
         return banded(1, 2, balance, prefs)
+
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+        speed = vector.performance_metric_all(fleet, requirements, minutes)
+        cost = vector.cost_metric_all(costs)
+        balance = _COST * cost + _SPEED * speed + _PREFERENCES * shares
+        local = vector.banded_all(2, 2, speed, shares)
+        return vector.where(fleet.local, local, vector.banded_all(1, 2, balance, shares))
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.HIGHEST_SCORE

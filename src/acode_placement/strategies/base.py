@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from acode_placement.matching import Facts, evaluate, model_matches
 from acode_placement.models import (
@@ -17,7 +17,10 @@ from acode_placement.models import (
     TaskRequirements,
 )
 
-_QUANTUM = 1e9
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
+
+QUANTUM = 1e9  # steps of a metric within a tier (see `banded`)
 
 
 @runtime_checkable
@@ -66,6 +69,30 @@ class BuiltinStrategy(ABC):
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.HIGHEST_SCORE
 
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        """`rate` of many targets at once (`strategies.vector`): a float array, bit for
+        bit what `rate` gives each; `costs` NaN where not known, `shares` the
+        preference share of each. None: this strategy rates one target at a time."""
+        return None
+
+
+@functools.cache
+def rates_all(kind: type[BuiltinStrategy]) -> bool:
+    """Whether this strategy's `rate_all` is its `rate`'s twin: both defined by the
+    same class (a subclass that changes `rate` alone is rated one target at a time)."""
+
+    def owner(name: str) -> type:
+        return next(c for c in kind.__mro__ if name in c.__dict__)
+
+    return owner("rate_all") is owner("rate") and owner("rate_all") is not BuiltinStrategy
+
 
 def banded(tier: int, tiers: int, metric: float, preference: float) -> float:
     """A score in (0, 1] ordered by tier, then metric, then preferences met.
@@ -76,8 +103,8 @@ def banded(tier: int, tiers: int, metric: float, preference: float) -> float:
     a score, and never overturns what the strategy is for (the cheaper one wins
     under cost-optimized even when the dearer one meets a preference).
     """
-    steps = math.floor(min(max(metric, 0.0), 1.0) * _QUANTUM)
-    inner = (steps + 0.25 + 0.5 * preference) / (_QUANTUM + 1)
+    steps = math.floor(min(max(metric, 0.0), 1.0) * QUANTUM)
+    inner = (steps + 0.25 + 0.5 * preference) / (QUANTUM + 1)
     return (tier - 1 + inner) / tiers
 
 

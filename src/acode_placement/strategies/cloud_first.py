@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, TargetKind, TaskRequirements
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
+
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
 
 _TIER = {TargetKind.EC2: 3, TargetKind.SSH: 2, TargetKind.LOCAL: 1}
 
@@ -24,3 +27,16 @@ class CloudFirst(BuiltinStrategy):
     ) -> float:
         metric = cost_metric(verdict.estimated_cost)
         return banded(_TIER[target.kind], len(_TIER), metric, verdict.preference_share)
+
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+        tiers = vector.column(_TIER[TargetKind(kind)] for kind in fleet.kind)
+        return vector.banded_all(tiers, len(_TIER), vector.cost_metric_all(costs), shares)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
+
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
 
 
 class CostOptimized(BuiltinStrategy):
@@ -21,6 +24,18 @@ class CostOptimized(BuiltinStrategy):
         verdict: Facts,
     ) -> float:
         return banded(1, 1, cost_metric(verdict.estimated_cost), verdict.preference_share)
+
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+        return vector.banded_all(1, 1, vector.cost_metric_all(costs), shares)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.COST_OPTIMAL

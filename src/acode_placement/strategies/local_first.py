@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
@@ -12,6 +12,9 @@ from acode_placement.strategies.base import (
     cost_metric,
     performance_metric,
 )
+
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
 
 
 class LocalFirst(BuiltinStrategy):
@@ -31,6 +34,22 @@ class LocalFirst(BuiltinStrategy):
                 2, 2, performance_metric(target, requirements, capabilities, verdict), prefs
             )
         return banded(1, 2, cost_metric(verdict.estimated_cost), prefs)
+
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+        local = vector.banded_all(
+            2, 2, vector.performance_metric_all(fleet, requirements, minutes), shares
+        )
+        remote = vector.banded_all(1, 2, vector.cost_metric_all(costs), shares)
+        return vector.where(fleet.local, local, remote)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.COST_OPTIMAL

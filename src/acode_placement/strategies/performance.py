@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from acode_placement.matching import Facts
 from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore, TaskRequirements
@@ -11,6 +11,9 @@ from acode_placement.strategies.base import (
     banded,
     performance_metric,
 )
+
+if TYPE_CHECKING:
+    from acode_placement.strategies.vector import ScoringColumns
 
 
 class Performance(BuiltinStrategy):
@@ -28,6 +31,19 @@ class Performance(BuiltinStrategy):
     ) -> float:
         metric = performance_metric(target, requirements, capabilities, verdict)
         return banded(1, 1, metric, verdict.preference_share)
+
+    def rate_all(
+        self,
+        fleet: ScoringColumns,
+        requirements: TaskRequirements,
+        minutes: float,
+        costs: Any,
+        shares: Any,
+    ) -> Any:
+        from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
+
+        metric = vector.performance_metric_all(fleet, requirements, minutes)
+        return vector.banded_all(1, 1, metric, shares)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.CAPABILITY_MATCH

@@ -1,0 +1,172 @@
+"""The built-in strategies' scores on columns are their scores one by one, bit for
+bit: `rate_all` against `rate` on random fleets, tasks, costs and preference shares,
+and whole decisions on fleets large enough to take that path held to the reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acode_placement import PlacementEngine, PlacementOptions, TaskRequirements
+from acode_placement.explain import result_json
+from acode_placement.matching import QuickFacts, estimated_cost, runtime_minutes
+from acode_placement.models import AnyTarget, Capabilities, Known
+from acode_placement.ranking import VECTOR_FROM
+from acode_placement.strategies import BuiltinStrategy, StrategyRegistry
+from acode_placement.strategies.auto import Auto
+from acode_placement.strategies.base import rates_all
+from acode_placement.strategies.vector import ScoringColumns
+from tests.test_properties import TOOLS, every_option, every_rule, fleets, requirements
+
+
+def _grown(seed: list[AnyTarget]) -> st.SearchStrategy[list[AnyTarget]]:
+    """A fleet of 5 x VECTOR_FROM or more: the drawn targets again and again under new ids
+    (a fleet too large to draw target by target overruns hypothesis's buffer), each
+    copy with its own price."""
+    copies = -(-5 * VECTOR_FROM // len(seed))  # so that a fifth surviving is enough
+    return st.lists(
+        st.sampled_from([None, 0.0, 0.2, 1.006, 3.5]),
+        min_size=copies * len(seed),
+        max_size=copies * len(seed),
+    ).map(
+        lambda prices: [
+            seed[n % len(seed)].model_copy(update={"id": f"t{n}", "hourly_rate": price})
+            for n, price in enumerate(prices)
+        ]
+    )
+
+
+BUILTINS = ["auto", "local-first", "cloud-first", "cost-optimized", "performance"]
+CHECKED = settings(max_examples=150, deadline=None)
+# Requirements and options that leave most of a fleet eligible, preferences included.
+LOOSE = st.builds(
+    TaskRequirements,
+    cpu=st.one_of(st.none(), st.integers(1, 4)),
+    memory_gb=st.one_of(st.none(), st.just(1)),
+    max_runtime_minutes=st.sampled_from([None, 20, 240]),
+    gpu=st.sampled_from(
+        [None, None, {"type": "any", "minVram": 8}, {"count": 0.125}, {"count": 2, "minVram": 16}]
+    ),
+    preferences=st.one_of(
+        st.none(),
+        st.builds(
+            dict,
+            cpu=st.one_of(st.none(), st.just(16)),
+            memory_gb=st.one_of(st.none(), st.just(64)),
+            tools=st.lists(st.sampled_from(TOOLS), max_size=2, unique=True),
+        ),
+    ),
+)
+OPEN = st.builds(
+    PlacementOptions,
+    strategy=st.sampled_from(BUILTINS),
+    tie_breaker=st.sampled_from(["first", "id"]),
+    default_runtime_minutes=st.sampled_from([1, 30, 90]),
+    discovery_enabled=st.just(False),
+)
+
+
+@CHECKED
+@given(
+    fleets(1, 40),
+    every_rule,
+    st.sampled_from(BUILTINS),
+    st.sampled_from([1, 30, 90]),
+    st.data(),
+)
+def test_rate_all_is_rate_bit_for_bit(
+    targets: list[AnyTarget],
+    req: TaskRequirements,
+    name: str,
+    runtime: int,
+    data: st.DataObject,
+) -> None:
+    strategy = StrategyRegistry.default().get(name)
+    assert isinstance(strategy, BuiltinStrategy) and rates_all(type(strategy))
+    opts = PlacementOptions(default_runtime_minutes=runtime)
+    minutes = runtime_minutes(req, opts)
+    caps = [t.capabilities or Capabilities() for t in targets]
+    shares = data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1 / 3]), min_size=len(targets),
+                                max_size=len(targets)))  # fmt: skip
+    costs = [estimated_cost(t, minutes) for t in targets]
+    one_by_one = [
+        strategy.rate(t, req, c, QuickFacts(cost, minutes, share))
+        for t, c, cost, share in zip(targets, caps, costs, shares, strict=True)
+    ]
+    columns = ScoringColumns.of(targets, caps)
+    rows = data.draw(st.permutations(range(len(targets))))  # any order, as survivors come
+    at_once = strategy.rate_all(
+        columns.at(rows),
+        req,
+        minutes,
+        np.array([np.nan if costs[r] is None else costs[r] for r in rows], dtype=np.float64),
+        np.array([shares[r] for r in rows], dtype=np.float64),
+    ).tolist()
+    expected = [one_by_one[r] for r in rows]
+    assert [x.hex() for x in at_once] == [float(x).hex() for x in expected]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    fleets(4, 12).flatmap(_grown),
+    st.one_of(LOOSE, every_rule, requirements),
+    st.one_of(OPEN, every_option),
+)
+def test_decisions_scored_on_columns_are_the_reference(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    _same_as_reference(targets, req, opts)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(fleets(4, 12).flatmap(_grown), LOOSE, OPEN)
+def test_decisions_most_of_a_fleet_can_run_are_the_reference(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    """Tasks most targets can run: the columns score them (the test above draws
+    many a task that leaves too few for that)."""
+    _same_as_reference(targets, req, opts)
+
+
+def _same_as_reference(
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+) -> None:
+    """The `place --json` object decided on columns is the reference's, every
+    candidate's score, order and checks included."""
+    known = [Known(t.capabilities or Capabilities()) for t in targets]
+    columns = PlacementEngine(compile_from=0).decide(req, targets, known, opts, request_id="r")
+    slow = PlacementEngine().decide(req, targets, known, opts, request_id="r", reference=True)
+    both = [result_json(r) for r in (columns, slow)]
+    for answer in both:
+        answer.pop("decisionMs")
+    assert both[0] == both[1]
+
+
+def test_a_subclass_that_changes_rate_alone_is_rated_one_target_at_a_time() -> None:
+    class Contrarian(Auto):
+        name = "contrarian"
+
+        def rate(self, target: AnyTarget, *args: Any) -> float:
+            return 0.9 if target.id == "t7" else 0.1
+
+    assert rates_all(Auto) and not rates_all(Contrarian)
+    targets = [t.model_copy(update={"id": f"t{n}"}) for n, t in enumerate(_many(40))]
+    engine = PlacementEngine(compile_from=0)
+    engine.register_strategy(Contrarian())
+    known = [Known(t.capabilities or Capabilities()) for t in targets]
+    result = engine.decide(
+        TaskRequirements(), targets, known, PlacementOptions(strategy="contrarian")
+    )
+    assert result.selected is not None and result.selected.id == "t7"
+
+
+def _many(count: int) -> list[AnyTarget]:
+    from acode_placement import SshTarget
+
+    return [
+        SshTarget(id=f"s{n}", host=f"h{n}", capabilities=Capabilities(cpu=1 + n % 8))
+        for n in range(count)
+    ]
