@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from acode_placement import capacity, explain
@@ -333,13 +334,21 @@ def _plugin_score(
 
 
 def rank(scores: Sequence[TargetScore], tie_breaker: TieBreaker) -> list[TargetScore]:
-    """Eligible targets, best first: score, then preferences met, then the tie-breaker."""
-    eligible = [ts for ts in scores if ts.eligible]
+    """Eligible targets, best first: score, then preferences met, then the tie-breaker
+    (the target's id, with `id`), then the order given (`index`).
+
+    Sorted by each key in turn, least significant first: Python's sort is stable, in
+    reverse too, so equals keep the order of the sort before, and keys read in C
+    (`attrgetter`) cost a fraction of a Python key function per target."""
+    eligible = sorted((ts for ts in scores if ts.eligible), key=_INDEX)
     if tie_breaker == TieBreaker.ID:
-        return sorted(
-            eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.id, ts.index)
-        )
-    return sorted(eligible, key=lambda ts: (-ts.score, -ts.preference_fraction, ts.index))
+        eligible.sort(key=_ID)
+    eligible.sort(key=_MERIT, reverse=True)
+    return eligible
+
+
+_INDEX, _ID = attrgetter("index"), attrgetter("id")
+_MERIT = attrgetter("score", "preference_share")
 
 
 def decision_reason(
