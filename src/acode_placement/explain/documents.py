@@ -103,7 +103,7 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
         "mode": result.mode.value,
         "estimatedCost": result.estimated_cost,
         "decisionMs": round(result.decision_duration * 1000, 3),
-        "alternatives": [ts.id for ts in others],
+        "alternatives": [ts.target.id for ts in others],  # not ts.id: a call per target
         "failureMessage": result.failure_message,
         "taskName": result.task_name,
         "why": why(result),
