@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -917,3 +918,12 @@ def test_writers_to_one_sqlite_file_take_turns_on_its_write_lock(tmp_path: Path)
     assert len(done) == 2 and min(done) >= 0.8, done  # both waited for the other process
     record = history._read(lambda c: c.execute(sa.text("SELECT count(*) FROM attempts")).scalar())
     assert record == 2
+
+    def lock_files_open() -> int:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(lock.resolve())
+                   for fd in os.listdir("/proc/self/fd"))  # fmt: skip
+
+    assert lock_files_open() == 1  # one for the process, shared by both stores
+    history = leases = None  # type: ignore[assignment]  (the stores go)
+    gc.collect()
+    assert lock_files_open() == 0  # closed with the stores that had it

@@ -12,8 +12,9 @@ import contextlib
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,6 +109,7 @@ class DatabaseFile:
     path: Path
     device: int
     inode: int
+    lock: _WriteLock | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, url_text: str) -> DatabaseFile | None:
@@ -120,7 +122,7 @@ class DatabaseFile:
             return None  # a URI filename: SQLite's own parsing decides the path
         path = Path(name)
         found = os.stat(path)
-        return cls(path, found.st_dev, found.st_ino)
+        return cls(path, found.st_dev, found.st_ino, _WriteLock.of(path))
 
     def problem(self) -> str | None:
         """Why this file can no longer be trusted, or None while it is the same file."""
@@ -139,7 +141,7 @@ class DatabaseFile:
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held around each write transaction: one writer at a time across the
         processes on this file (see `_WriteLock`)."""
-        return _WriteLock.of(self.path)
+        return self.lock if self.lock is not None else contextlib.nullcontext()
 
 
 class _WriteLock:
@@ -149,9 +151,10 @@ class _WriteLock:
     10... up to 100 ms between tries. With `serve --workers 2` on one file that
     polling set the p99 (470-740 ms against 29 ms with one worker). Where no lock
     file can be made (a read-only directory, Windows), SQLite's locking alone
-    serialises the writers, as before."""
+    serialises the writers, as before. One per file in a process while a store has
+    it open (the history and the leases share it); its lock file closes with it."""
 
-    _made: ClassVar[dict[str, _WriteLock]] = {}
+    _made: ClassVar[weakref.WeakValueDictionary[str, _WriteLock]] = weakref.WeakValueDictionary()
     _making = threading.Lock()
 
     def __init__(self, path: Path) -> None:
@@ -169,6 +172,11 @@ class _WriteLock:
             if made is None:
                 made = cls._made[key] = cls(path)
             return made
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
     def __enter__(self) -> None:
         self._thread.acquire()
