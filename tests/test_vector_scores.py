@@ -18,7 +18,7 @@ from acode_placement.ranking import VECTOR_FROM
 from acode_placement.strategies import BuiltinStrategy, StrategyRegistry
 from acode_placement.strategies.auto import Auto
 from acode_placement.strategies.base import rates_all
-from acode_placement.strategies.vector import ScoringColumns
+from acode_placement.strategies.vector import Batch, ScoringColumns
 from tests.test_properties import TOOLS, every_option, every_rule, fleets, requirements
 
 
@@ -98,13 +98,13 @@ def test_rate_all_is_rate_bit_for_bit(
     ]
     columns = ScoringColumns.of(targets, caps)
     rows = data.draw(st.permutations(range(len(targets))))  # any order, as survivors come
-    at_once = strategy.rate_all(
+    batch = Batch(
         columns.at(rows),
-        req,
         minutes,
         np.array([np.nan if costs[r] is None else costs[r] for r in rows], dtype=np.float64),
         np.array([shares[r] for r in rows], dtype=np.float64),
-    ).tolist()
+    )
+    at_once = strategy.rate_all(req, batch).tolist()
     expected = [one_by_one[r] for r in rows]
     assert [x.hex() for x in at_once] == [float(x).hex() for x in expected]
 

@@ -200,8 +200,13 @@ class FleetColumns:
 
     def costs(self, indices: Sequence[int], minutes: float) -> list[float | None]:
         """`matching.estimated_cost` of these targets (the same float operations)."""
-        costs: list[float] = (self.rate[indices] * minutes / 60.0).tolist()
+        costs: list[float] = self.cost_rows(indices, minutes).tolist()
         return [None if math.isnan(cost) else cost for cost in costs]
+
+    def cost_rows(self, indices: Sequence[int], minutes: float) -> Floats:
+        """`costs` as a column (NaN: not known)."""
+        column: Floats = self.rate[indices] * minutes / 60.0
+        return column
 
     def cost_column(self, minutes: float) -> Floats:
         """What one run of `minutes` costs on each target (NaN: not known)."""

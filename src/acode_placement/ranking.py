@@ -127,7 +127,14 @@ def _quick_scores(
     shares, rated = None, None  # every candidate's score at once, bit for bit:
     if columns is not None and builtin is not None and rates_all(type(builtin)):
         shares, rated = _rated_all(
-            builtin, columns, plan, targets, known, candidates=candidates, costs=costs
+            builtin,
+            columns,
+            plan,
+            targets,
+            known,
+            candidates=candidates,
+            costs=costs,
+            minutes=minutes,
         )
     eligible: dict[int, TargetScore] = {}
     for position, index in enumerate(candidates):
@@ -214,6 +221,7 @@ def _rated_all(
     *,
     candidates: Sequence[int],
     costs: Sequence[float | None] | None,
+    minutes: float,
 ) -> tuple[list[float] | None, list[float] | None]:
     """The candidates' preference shares (None: no wishes) and scores from the
     fleet's columns (`BuiltinStrategy.rate_all`); (None, None) below `VECTOR_FROM`."""
@@ -227,12 +235,13 @@ def _rated_all(
             quick_preference_share(plan, targets[i], known[i].capabilities, cost)
             for i, cost in zip(candidates, costs or (), strict=True)
         ]
-    minutes = runtime_minutes(plan.requirements, plan.options)
-    fleet = columns.derived("scoring", vector.ScoringColumns.of).at(candidates)
-    cost_column = columns.cost_column(minutes)[vector.rows(candidates)]
-    share_column = vector.column(shares if shares is not None else [0.0] * len(candidates))
-    rated = builtin.rate_all(fleet, plan.requirements, minutes, cost_column, share_column)
-    return shares, rated.tolist()
+    batch = vector.Batch(
+        columns.derived("scoring", vector.ScoringColumns.of).at(candidates),
+        minutes,
+        columns.cost_rows(candidates, minutes),
+        vector.column(shares if shares is not None else [0.0] * len(candidates)),
+    )
+    return shares, builtin.rate_all(plan.requirements, batch).tolist()
 
 
 def _evaluated(

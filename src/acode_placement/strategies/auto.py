@@ -14,7 +14,7 @@ from acode_placement.strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 # Among remote targets: cost and speed weigh alike; preferences count too.
 _COST, _SPEED, _PREFERENCES = 0.45, 0.45, 0.10
@@ -42,21 +42,15 @@ class Auto(BuiltinStrategy):
         )
         return banded(1, 2, balance, prefs)
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        speed = vector.performance_metric_all(fleet, requirements, minutes)
-        cost = vector.cost_metric_all(costs)
+        shares = batch.shares
+        speed = vector.performance_metric_all(batch, requirements)
+        cost = vector.cost_metric_all(batch.costs)
         balance = _COST * cost + _SPEED * speed + _PREFERENCES * shares
         local = vector.banded_all(2, 2, speed, shares)
-        return vector.where(fleet.local, local, vector.banded_all(1, 2, balance, shares))
+        return vector.where(batch.fleet.local, local, vector.banded_all(1, 2, balance, shares))
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.HIGHEST_SCORE

@@ -18,7 +18,7 @@ from acode_placement.models import (
 )
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 QUANTUM = 1e9  # steps of a metric within a tier (see `banded`)
 
@@ -69,17 +69,9 @@ class BuiltinStrategy(ABC):
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.HIGHEST_SCORE
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         """`rate` of many targets at once (`strategies.vector`): a float array, bit for
-        bit what `rate` gives each; `costs` NaN where not known, `shares` the
-        preference share of each. None: this strategy rates one target at a time."""
+        bit what `rate` gives each. None: this strategy rates one target at a time."""
         return None
 
 

@@ -9,7 +9,7 @@ from acode_placement.models import AnyTarget, Capabilities, TargetKind, TaskRequ
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 _TIER = {TargetKind.EC2: 3, TargetKind.SSH: 2, TargetKind.LOCAL: 1}
 
@@ -28,15 +28,9 @@ class CloudFirst(BuiltinStrategy):
         metric = cost_metric(verdict.estimated_cost)
         return banded(_TIER[target.kind], len(_TIER), metric, verdict.preference_share)
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        tiers = vector.column(_TIER[TargetKind(kind)] for kind in fleet.kind)
-        return vector.banded_all(tiers, len(_TIER), vector.cost_metric_all(costs), shares)
+        tiers = vector.column(_TIER[TargetKind(kind)] for kind in batch.fleet.kind)
+        metric = vector.cost_metric_all(batch.costs)
+        return vector.banded_all(tiers, len(_TIER), metric, batch.shares)

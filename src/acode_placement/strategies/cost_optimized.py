@@ -9,7 +9,7 @@ from acode_placement.models import AnyTarget, Capabilities, Reason, TargetScore,
 from acode_placement.strategies.base import BuiltinStrategy, banded, cost_metric
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 
 class CostOptimized(BuiltinStrategy):
@@ -25,17 +25,10 @@ class CostOptimized(BuiltinStrategy):
     ) -> float:
         return banded(1, 1, cost_metric(verdict.estimated_cost), verdict.preference_share)
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        return vector.banded_all(1, 1, vector.cost_metric_all(costs), shares)
+        return vector.banded_all(1, 1, vector.cost_metric_all(batch.costs), batch.shares)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.COST_OPTIMAL

@@ -14,7 +14,7 @@ from acode_placement.strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 
 class LocalFirst(BuiltinStrategy):
@@ -35,21 +35,13 @@ class LocalFirst(BuiltinStrategy):
             )
         return banded(1, 2, cost_metric(verdict.estimated_cost), prefs)
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        local = vector.banded_all(
-            2, 2, vector.performance_metric_all(fleet, requirements, minutes), shares
-        )
-        remote = vector.banded_all(1, 2, vector.cost_metric_all(costs), shares)
-        return vector.where(fleet.local, local, remote)
+        speed = vector.performance_metric_all(batch, requirements)
+        local = vector.banded_all(2, 2, speed, batch.shares)
+        remote = vector.banded_all(1, 2, vector.cost_metric_all(batch.costs), batch.shares)
+        return vector.where(batch.fleet.local, local, remote)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.LOCAL_PREFERRED if selected.target.is_local else Reason.COST_OPTIMAL

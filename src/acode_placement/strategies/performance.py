@@ -13,7 +13,7 @@ from acode_placement.strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from acode_placement.strategies.vector import ScoringColumns
+    from acode_placement.strategies.vector import Batch
 
 
 class Performance(BuiltinStrategy):
@@ -32,18 +32,11 @@ class Performance(BuiltinStrategy):
         metric = performance_metric(target, requirements, capabilities, verdict)
         return banded(1, 1, metric, verdict.preference_share)
 
-    def rate_all(
-        self,
-        fleet: ScoringColumns,
-        requirements: TaskRequirements,
-        minutes: float,
-        costs: Any,
-        shares: Any,
-    ) -> Any:
+    def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        metric = vector.performance_metric_all(fleet, requirements, minutes)
-        return vector.banded_all(1, 1, metric, shares)
+        metric = vector.performance_metric_all(batch, requirements)
+        return vector.banded_all(1, 1, metric, batch.shares)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.CAPABILITY_MATCH

@@ -75,6 +75,18 @@ class ScoringColumns:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The targets a decision scores at once: what `rate` reads of one target (its
+    columns) and of its verdict (`Facts`: the run's minutes, the cost, NaN where not
+    known, and the share of preferences met), for each of them."""
+
+    fleet: ScoringColumns
+    minutes: float
+    costs: Floats
+    shares: Floats
+
+
 def banded_all(tier: Any, tiers: int, metric: Floats, preference: Floats) -> Floats:
     """`base.banded` of each target (`tier` a number or a column)."""
     steps = np.floor(np.minimum(np.maximum(metric, 0.0), 1.0) * QUANTUM)
@@ -90,10 +102,9 @@ def cost_metric_all(costs: Floats) -> Floats:
     return out
 
 
-def performance_metric_all(
-    fleet: ScoringColumns, requirements: TaskRequirements, minutes: float
-) -> Floats:
+def performance_metric_all(batch: Batch, requirements: TaskRequirements) -> Floats:
     """`base.performance_metric` of each target."""
+    fleet, minutes = batch.fleet, batch.minutes
     speed = _exact(_root, _ratio_all(fleet.cpu, requirements.cpu))
     speed = speed * _exact(
         _tenth, np.minimum(_ratio_all(fleet.memory, requirements.memory_gb), 8.0)
@@ -149,8 +160,3 @@ def where(mask: Any, yes: Floats, no: Floats) -> Floats:
 def column(values: Any) -> Floats:
     """Floats as a column."""
     return np.array(list(values), dtype=np.float64)
-
-
-def rows(indices: Sequence[int]) -> Any:
-    """Row numbers as an index array."""
-    return np.asarray(indices, dtype=np.intp)
