@@ -9,7 +9,7 @@ limit, the right token, and a body that is a JSON object `PlacementRequest` acce
 (the same `json.loads` and the same validation FastAPI applies). Anything else,
 and every error before the decision, goes on to the application with its body
 replayed, so that refusals (401, 413, 422...) keep the route's words and shape. The
-decision itself, and its errors, are the route's: the same `service._decide`, and
+decision itself, and its errors, are the route's: the same `service._decided`, and
 the same exception handlers.
 """
 
@@ -24,9 +24,10 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from acode_placement.errors import PlacementError
+from acode_placement.web import read_body, replaying
 
 _PATHS = {"/v1/placements": False, "/v1/placements:explain": True}  # path: dry run
 _JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
@@ -81,17 +82,12 @@ async def _placed(app: ServiceApp, lane: Lane, scope: Scope, receive: Receive, s
     ):
         await app.routed(scope, receive, send)
         return
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return  # the client left: nobody to answer
-        body += message.get("body", b"")
-        if len(body) > lane.limit or not message.get("more_body", False):
-            break
-    request = None if len(body) > lane.limit else _accepted(lane.model, bytes(body))
+    body = await read_body(receive, lane.limit)
+    if body is None:
+        return  # the client left: nobody to answer
+    request = None if len(body) > lane.limit else _accepted(lane.model, body)
     if request is None:  # the route says what is wrong with it, in its words
-        await app.routed(scope, _replaying(bytes(body), receive), send)
+        await app.routed(scope, replaying(body, receive), send)
         return
     try:
         answer = await lane.decide(service, request, _PATHS[scope["path"]])
@@ -144,16 +140,3 @@ def _authorised(token: str | None, given: bytes | None) -> bool:
     if scheme.lower() != b"bearer" or not credentials:
         return False
     return hmac.compare_digest(credentials, token.encode())
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    whole: Message | None = {"type": "http.request", "body": body, "more_body": False}
-
-    async def replay() -> Message:
-        nonlocal whole
-        if whole is not None:
-            message, whole = whole, None
-            return message
-        return await receive()
-
-    return replay

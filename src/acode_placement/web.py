@@ -94,31 +94,44 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left: nobody to answer
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        whole: Message | None = {"type": "http.request", "body": bytes(body), "more_body": False}
-
-        async def replay() -> Message:
-            nonlocal whole
-            if whole is not None:
-                message, whole = whole, None
-                return message
-            return await receive()
-
-        await self.app(scope, replay, send)
+        body = await read_body(receive, self.limit)
+        if body is None:
+            return  # the client left: nobody to answer
+        if len(body) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, replaying(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"request body over {self.limit} bytes"
         await problem(413, "Payload Too Large", detail)(scope, receive, send)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """A request's body, read until its end or until it is over `limit` bytes (the
+    caller refuses it then); None when the client left first."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit or not message.get("more_body", False):
+            return bytes(body)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` that gives the whole `body` (already read) first."""
+    whole: Message | None = {"type": "http.request", "body": body, "more_body": False}
+
+    async def replay() -> Message:
+        nonlocal whole
+        if whole is not None:
+            message, whole = whole, None
+            return message
+        return await receive()
+
+    return replay
 
 
 def is_loopback(host: str) -> bool:

@@ -143,6 +143,11 @@ class DatabaseFile:
         processes on this file (see `_WriteLock`)."""
         return self.lock if self.lock is not None else contextlib.nullcontext()
 
+    @staticmethod
+    def writing_to(file: DatabaseFile | None) -> contextlib.AbstractContextManager[None]:
+        """`writing` of the file a store opened; nothing to hold for other databases."""
+        return file.writing() if file is not None else contextlib.nullcontext()
+
 
 class _WriteLock:
     """Writers to one SQLite file take turns on a lock file beside it (flock), and

@@ -10,7 +10,6 @@ transaction that looks at their target, and counted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
@@ -226,8 +225,7 @@ class ReservationStore:
         for attempt in range(_RETRIES):
             try:
                 opened = self._opened()
-                writing = self._file.writing() if self._file else contextlib.nullcontext()
-                with writing, opened.begin() as connection:
+                with DatabaseFile.writing_to(self._file), opened.begin() as connection:
                     self._guarded()
                     done = work(connection)
                     self._guarded()

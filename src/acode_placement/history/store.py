@@ -12,7 +12,6 @@ the group writer `writer`'s; a record as read `records`'.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -312,8 +311,7 @@ class HistoryStore:
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
         try:
             opened = self._opened()
-            writing = self._file.writing() if self._file is not None else contextlib.nullcontext()
-            with writing, opened.begin() as connection:
+            with DatabaseFile.writing_to(self._file), opened.begin() as connection:
                 self._guarded()
                 done = work(connection)
                 self._guarded()  # again just before the commit: never into a lost file
