@@ -14,12 +14,23 @@ from acode_placement.ranking import rank
 
 
 @dataclass(frozen=True)
-class Scored:
-    index: int
+class Named:
     id: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What `rank` reads of a TargetScore (whose `id` is its target's)."""
+
+    index: int
+    target: Named
     score: float
     preference_share: float
     eligible: bool
+
+    @property
+    def id(self) -> str:
+        return self.target.id
 
     @property
     def preference_fraction(self) -> float:
@@ -36,7 +47,10 @@ scored = st.lists(
     max_size=30,
 ).flatmap(
     lambda rows: st.permutations(
-        [Scored(n, name, score, share, ok) for n, (name, score, share, ok) in enumerate(rows)]
+        [
+            Scored(n, Named(name), score, share, ok)
+            for n, (name, score, share, ok) in enumerate(rows)
+        ]
     )
 )
 

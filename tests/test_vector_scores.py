@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from acode_placement import PlacementEngine, PlacementOptions, TaskRequirements
 from acode_placement.explain import result_json
 from acode_placement.matching import QuickFacts, estimated_cost, runtime_minutes
-from acode_placement.models import AnyTarget, Capabilities, Known
+from acode_placement.models import AnyTarget, Capabilities, DiscoveryStatus, Known
 from acode_placement.ranking import VECTOR_FROM
 from acode_placement.strategies import BuiltinStrategy, StrategyRegistry
 from acode_placement.strategies.auto import Auto
@@ -66,6 +66,23 @@ OPEN = st.builds(
     tie_breaker=st.sampled_from(["first", "id"]),
     default_runtime_minutes=st.sampled_from([1, 30, 90]),
     discovery_enabled=st.just(False),
+    require_verified=st.sampled_from([False, False, True]),
+)
+Status = tuple[DiscoveryStatus, str | None, bool]  # Known's status, cause and `known`
+# How each target's capabilities are known: confirmed, declared, stale, or not at all
+# (ruled out before its requirements; with `require_verified`, the unconfirmed too).
+HOW_KNOWN = st.lists(
+    st.sampled_from(
+        [
+            (DiscoveryStatus.DECLARED, None, True),
+            (DiscoveryStatus.FRESH, None, True),
+            (DiscoveryStatus.CACHED, None, True),
+            (DiscoveryStatus.STALE, "timed out", True),
+            (DiscoveryStatus.UNREACHABLE, "refused", False),
+        ]
+    ),
+    min_size=1,
+    max_size=7,
 )
 
 
@@ -114,29 +131,34 @@ def test_rate_all_is_rate_bit_for_bit(
     fleets(4, 12).flatmap(_grown),
     st.one_of(LOOSE, every_rule, requirements),
     st.one_of(OPEN, every_option),
+    HOW_KNOWN,
 )
 def test_decisions_scored_on_columns_are_the_reference(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, how: list[Status]
 ) -> None:
-    _same_as_reference(targets, req, opts)
+    _same_as_reference(targets, req, opts, how)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(fleets(4, 12).flatmap(_grown), LOOSE, OPEN)
+@given(fleets(4, 12).flatmap(_grown), LOOSE, OPEN, HOW_KNOWN)
 def test_decisions_most_of_a_fleet_can_run_are_the_reference(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, how: list[Status]
 ) -> None:
     """Tasks most targets can run: the columns score them (the test above draws
     many a task that leaves too few for that)."""
-    _same_as_reference(targets, req, opts)
+    _same_as_reference(targets, req, opts, how)
 
 
 def _same_as_reference(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions
+    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, how: list[Status]
 ) -> None:
     """The `place --json` object decided on columns is the reference's, every
-    candidate's score, order and checks included."""
-    known = [Known(t.capabilities or Capabilities()) for t in targets]
+    candidate's score, order and checks included, whatever its targets' discovery
+    said of them."""
+    known = []
+    for n, target in enumerate(targets):
+        status, cause, ok = how[n % len(how)]
+        known.append(Known(target.capabilities or Capabilities(), status, cause, known=ok))
     columns = PlacementEngine(compile_from=0).decide(req, targets, known, opts, request_id="r")
     slow = PlacementEngine().decide(req, targets, known, opts, request_id="r", reference=True)
     both = [result_json(r) for r in (columns, slow)]

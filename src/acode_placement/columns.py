@@ -201,7 +201,8 @@ class FleetColumns:
     def costs(self, indices: Sequence[int], minutes: float) -> list[float | None]:
         """`matching.estimated_cost` of these targets (the same float operations)."""
         costs: list[float] = self.cost_rows(indices, minutes).tolist()
-        return [None if math.isnan(cost) else cost for cost in costs]
+        # NaN (not known) is the one value unequal to itself: no call per target
+        return [None if cost != cost else cost for cost in costs]  # noqa: PLR0124
 
     def cost_rows(self, indices: Sequence[int], minutes: float) -> Floats:
         """`costs` as a column (NaN: not known)."""

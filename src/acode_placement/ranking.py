@@ -137,6 +137,12 @@ def _quick_scores(
             minutes=minutes,
         )
     eligible: dict[int, TargetScore] = {}
+    if rated is not None and exact and costs is not None:  # the columns settled the rest
+        eligible = _rated(
+            targets, known, candidates, scores=rated, costs=costs, shares=shares,
+            checks=deferred, verified_only=verified_only,
+        )  # fmt: skip
+        candidates = ()
     for position, index in enumerate(candidates):
         facts = known[index]
         if facts.excluded(verified_only) is not None:  # ruled out before its requirements
@@ -195,6 +201,32 @@ def _quick_scores(
         )
 
     return Scores(len(targets), eligible, ruled_out, misses, causes)
+
+
+def _rated(
+    targets: Sequence[AnyTarget],
+    known: Sequence[Known],
+    candidates: Sequence[int],
+    *,
+    scores: Sequence[float],
+    costs: Sequence[float | None],
+    shares: Sequence[float] | None,
+    checks: LazyChecks,
+    verified_only: bool,
+) -> dict[int, TargetScore]:
+    """`_quick_scores`'s loop when the columns decided eligibility exactly and rated
+    every candidate: what is left per target is its exclusion and its TargetScore
+    (from 24 candidates up, this loop is most of what a decision costs)."""
+    eligible: dict[int, TargetScore] = {}
+    every = shares if shares is not None else [0.0] * len(candidates)
+    for index, score, cost, share in zip(candidates, scores, costs, every, strict=True):
+        facts = known[index]
+        if facts.excluded(verified_only) is None:
+            eligible[index] = TargetScore(
+                targets[index], facts.capabilities, True, score, checks, cost, index,
+                facts.status, facts.cause, None, share,
+            )  # fmt: skip
+    return eligible
 
 
 def _counted(
@@ -356,7 +388,7 @@ def rank(scores: Sequence[TargetScore], tie_breaker: TieBreaker) -> list[TargetS
     return eligible
 
 
-_INDEX, _ID = attrgetter("index"), attrgetter("id")
+_INDEX, _ID = attrgetter("index"), attrgetter("target.id")  # (`id` is a property)
 _MERIT = attrgetter("score", "preference_share")
 
 
