@@ -373,3 +373,64 @@ def test_unknown_capabilities_are_their_own_cause_counted_once(compile_from: int
     assert explain.result_json(reference) | {"decisionMs": 0, "requestId": ""} == (
         explain.result_json(result) | {"decisionMs": 0, "requestId": ""}
     )
+
+
+def test_counting_causes_builds_no_eligible_targets_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The causes every placement counts (metrics, the answer) come from the ruled-out
+    targets' checks alone: an eligible target misses nothing, and its checks are
+    built only when an explanation reads them."""
+    from acode_placement import explain, ranking
+
+    built: list[str] = []
+    real = ranking.evaluate
+
+    def counted(target: AnyTarget, *args: Any, **kwargs: Any) -> Any:
+        built.append(target.id)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(ranking, "evaluate", counted)
+    fleet = [ssh("small", 1), ssh("big", 16), ssh("bigger", 32), ssh("tiny", 0.5)]
+    requirements = TaskRequirements(cpu=8)  # a new object: no memo of its causes
+    result = PlacementEngine().decide(requirements, fleet, _declared(fleet), NO_DISCOVERY)
+    assert explain.cause_counts(result.all_scores) == {"not enough CPU": 2}
+    assert sorted(built) == ["small", "tiny"]
+    explain.result_json(result)  # the explanation reads every target's checks
+    assert sorted(built) == ["big", "bigger", "small", "tiny"]
+
+
+def test_the_outcome_is_made_once_and_a_changed_result_makes_its_own() -> None:
+    """The history record and the answer share one rendering of a result's outcome;
+    each caller gets its own dict, and a result made by `replace` (an acquisition's
+    attempts, a lease) is rendered again."""
+    from dataclasses import replace
+
+    from acode_placement import explain
+    from acode_placement.models import Attempt
+
+    fleet = [ssh(f"box-{n}", 4 + n) for n in range(14)]
+    result = place(TaskRequirements(cpu=2), fleet)
+    first = explain.outcome_json(result)
+    first["why"] = "changed by a caller"
+    first["alternatives"] = []
+    again = explain.outcome_json(result)
+    assert again["why"] != "changed by a caller" and len(again["alternatives"]) == 13
+    kept = explain.outcome_json(result, kept=3)
+    assert kept["alternatives"] == again["alternatives"][:3]
+    assert kept["alternativeScores"] == [round(ts.score, 6) for ts in result.alternatives[:3]]
+    assert kept["alternativesTotal"] == 13
+    assert {k: v for k, v in kept.items() if not k.startswith("alternative")} == {
+        k: v for k, v in again.items() if k != "alternatives"
+    }
+    tried = replace(result, attempts=(Attempt(result.selected.id, False, "refused", True),))
+    assert explain.outcome_json(tried)["attempts"] == [
+        {"target": result.selected.id, "ok": False, "error": "refused", "retryable": True}
+    ]
+    assert explain.outcome_json(result)["attempts"] == []
+
+
+def _declared(targets: list[SshTarget]) -> list[Any]:
+    from acode_placement.models import Known
+
+    return [Known(t.capabilities or Capabilities()) for t in targets]

@@ -91,9 +91,25 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
     record keeps, bounded whatever the fleet size), the first `kept` alternatives
     with their scores (`alternativeScores`) and how many there were in all
     (`alternativesTotal`): deciding again from the snapshot gives the rest."""
+    whole = result.rendered
+    if whole is None:
+        whole = _outcome(result)
+        object.__setattr__(result, "rendered", whole)  # frozen: the same every time
+    if kept is None:
+        return dict(whole)
+    others = result.alternatives[:kept]
+    return {
+        **whole,
+        "alternatives": whole["alternatives"][:kept],
+        "alternativeScores": [round(ts.score, 6) for ts in others],
+        "alternativesTotal": len(result.alternatives),
+    }
+
+
+def _outcome(result: PlacementResult) -> dict[str, Any]:
     chosen = result.selected
-    others = result.alternatives if kept is None else result.alternatives[:kept]
-    outcome = {
+    others = result.alternatives
+    return {
         "requestId": result.request_id,
         "success": result.success,
         "target": {"id": chosen.id, "type": chosen.type.value} if chosen else None,
@@ -116,10 +132,6 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
         # how many ruled-out targets show each cause (a target once per cause)
         "causes": dict(cause_counts(result.all_scores).most_common()),
     }
-    if kept is not None:
-        outcome["alternativeScores"] = [round(ts.score, 6) for ts in others]
-        outcome["alternativesTotal"] = len(result.alternatives)
-    return outcome
 
 
 def lease_json(lease: Reservation) -> dict[str, Any]:

@@ -72,12 +72,14 @@ def misses(scores: Sequence[TargetScore]) -> Misses:
 
 
 def _from_checks(scores: Sequence[TargetScore]) -> Misses:
+    # An eligible target misses nothing: its checks (built only when read) are not read.
+    missed = [ts for ts in scores if not ts.eligible]
     causes = Counter(
-        reason for ts in scores for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
+        reason for ts in missed for reason in dict.fromkeys(cause(c) for c in ts.mismatches)
     )
     nearest = min(range(len(scores)), key=lambda i: _distance(scores[i]), default=-1)
     only_where = any(
-        ts.mismatches and all(kind_of(c.kind).where for c in ts.mismatches) for ts in scores
+        ts.mismatches and all(kind_of(c.kind).where for c in ts.mismatches) for ts in missed
     )
     return Misses(causes, nearest, only_where)
 
@@ -114,6 +116,8 @@ def nearest_miss(scores: Sequence[TargetScore]) -> str:
 
 def _distance(ts: TargetScore) -> tuple[bool, int, int, int]:
     """Fewest misses, then the easiest to fix; a target never probed comes last."""
+    if ts.eligible:  # no miss at all
+        return False, 0, 0, ts.index
     lost = any(c.kind in _EXCLUDING for c in ts.mismatches)
     return lost, len(ts.mismatches), sum(severity(c) for c in ts.mismatches), ts.index
 

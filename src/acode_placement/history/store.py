@@ -312,11 +312,13 @@ class HistoryStore:
         try:
             opened = self._opened()
             with DatabaseFile.writing_to(self._file), opened.begin() as connection:
-                self._guarded()
                 done = work(connection)
-                self._guarded()  # again just before the commit: never into a lost file
+                # Just before the commit, never into a lost file: whatever `work` wrote
+                # to one that was deleted or replaced is rolled back.
+                self._guarded()
                 return done
         except SQLAlchemyError as exc:
+            self._guarded()  # a file lost or made read-only: say that, not what SQLite said
             raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
 
     def _read(self, work: Callable[[sa.Connection], T]) -> T:

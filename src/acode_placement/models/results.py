@@ -384,6 +384,9 @@ class PlacementResult:
     attempts: tuple[Attempt, ...] = ()
     options: PlacementOptions = field(default_factory=PlacementOptions)
     reservation: Reservation | None = None
+    # Its outcome as JSON (`explain.outcome_json`), made once for the history record
+    # and the answer. Not an argument: a result made by `replace` makes its own.
+    rendered: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def selected_target(self) -> AnyTarget | None:
