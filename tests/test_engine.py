@@ -413,9 +413,12 @@ def test_the_outcome_is_made_once_and_a_changed_result_makes_its_own() -> None:
     result = place(TaskRequirements(cpu=2), fleet)
     first = explain.outcome_json(result)
     first["why"] = "changed by a caller"
-    first["alternatives"] = []
+    first["alternatives"].clear()
+    first["target"]["id"] = "changed"
+    first["causes"]["changed"] = 1
     again = explain.outcome_json(result)
     assert again["why"] != "changed by a caller" and len(again["alternatives"]) == 13
+    assert again["target"]["id"] == result.selected.id and "changed" not in again["causes"]
     kept = explain.outcome_json(result, kept=3)
     assert kept["alternatives"] == again["alternatives"][:3]
     assert kept["alternativeScores"] == [round(ts.score, 6) for ts in result.alternatives[:3]]

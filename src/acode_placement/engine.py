@@ -366,8 +366,11 @@ class PlacementEngine:
             # no columns to count causes on: count them from the checks once per inputs
             inputs = (requirements, options, *targets, *known)
             scores.counted_once_per(self._small_misses, inputs)
-        eligible = scores.eligible if isinstance(scores, Scores) else scores
-        ranked = rank(eligible, options.tie_breaker)
+        if isinstance(scores, Scores) and scores.ranked:  # ranked on the columns
+            ranked = list(scores.eligible)
+        else:
+            ranked = rank(scores.eligible if isinstance(scores, Scores) else scores,
+                          options.tie_breaker)  # fmt: skip
         kept = ranked[: options.max_candidates] if options.max_candidates else ranked
         chosen = kept[0] if kept else None
         return PlacementResult(

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from acode_placement import capacity, explain
 from acode_placement.errors import StrategyError
@@ -124,9 +124,9 @@ def _quick_scores(
             misses, causes = _counted(columns, failing, verified_only, minutes)
 
     wishes = bool(plan.wishes)
-    shares, rated = None, None  # every candidate's score at once, bit for bit:
+    shares, rated, column = None, None, None  # every candidate's score at once, bit for bit:
     if columns is not None and builtin is not None and rates_all(type(builtin)):
-        shares, rated = _rated_all(
+        shares, rated, column = _rated_all(
             builtin,
             columns,
             plan,
@@ -137,10 +137,10 @@ def _quick_scores(
             minutes=minutes,
         )
     eligible: dict[int, TargetScore] = {}
-    if rated is not None and exact and costs is not None:  # the columns settled the rest
+    if column is not None and exact:  # the columns settled the rest, and rank them too
         eligible = _rated(
-            targets, known, candidates, scores=rated, costs=costs, shares=shares,
-            checks=deferred, verified_only=verified_only,
+            targets, known, candidates, columns, column=column, scores=rated, costs=costs,
+            shares=shares, checks=deferred, options=options,
         )  # fmt: skip
         candidates = ()
     for position, index in enumerate(candidates):
@@ -200,26 +200,36 @@ def _quick_scores(
             cause=facts.cause,
         )
 
-    return Scores(len(targets), eligible, ruled_out, misses, causes)
+    return Scores(  # with the columns' scores, `_rated` made the eligible in rank order
+        len(targets), eligible, ruled_out, misses, causes, ranked=column is not None and exact
+    )
 
 
 def _rated(
     targets: Sequence[AnyTarget],
     known: Sequence[Known],
     candidates: Sequence[int],
+    columns: FleetColumns | None,
     *,
-    scores: Sequence[float],
-    costs: Sequence[float | None],
+    column: Any,
+    scores: Sequence[float] | None,
+    costs: Sequence[float | None] | None,
     shares: Sequence[float] | None,
     checks: LazyChecks,
-    verified_only: bool,
+    options: PlacementOptions,
 ) -> dict[int, TargetScore]:
     """`_quick_scores`'s loop when the columns decided eligibility exactly and rated
-    every candidate: what is left per target is its exclusion and its TargetScore
-    (from 24 candidates up, this loop is most of what a decision costs)."""
+    every candidate (`column`, and as a list `scores`): what is left per target is
+    its exclusion and its TargetScore (from 24 candidates up, this loop is most of
+    what a decision costs). The candidates are taken in rank order (`_rank_order`),
+    so the eligible come ranked."""
+    assert columns is not None and costs is not None  # noqa: PT018  (the columns rated them)
+    assert scores is not None
+    verified_only = options.require_verified
     eligible: dict[int, TargetScore] = {}
-    every = shares if shares is not None else [0.0] * len(candidates)
-    for index, score, cost, share in zip(candidates, scores, costs, every, strict=True):
+    for position in _rank_order(columns, candidates, column, shares, options.tie_breaker):
+        index, score, cost = candidates[position], scores[position], costs[position]
+        share = shares[position] if shares is not None else 0.0
         facts = known[index]
         if facts.excluded(verified_only) is None:
             eligible[index] = TargetScore(
@@ -227,6 +237,36 @@ def _rated(
                 facts.status, facts.cause, None, share,
             )  # fmt: skip
     return eligible
+
+
+def _rank_order(
+    columns: FleetColumns,
+    candidates: Sequence[int],
+    scores: Any,
+    shares: Sequence[float] | None,
+    tie_breaker: TieBreaker,
+) -> list[int]:
+    """The candidates' positions in `rank`'s order (score, then preferences met, then
+    with `id` the target's id, then the order given), sorted on columns: the
+    candidates come in the order given (`survivors` is ascending) and `np.lexsort`
+    is stable. Negating a float is exact, so the keys compare as `rank`'s do."""
+    import numpy as np  # noqa: PLC0415  (columns only)
+
+    keys = [-scores]  # np.lexsort's last key sorts first
+    if shares is not None:
+        keys.append(-np.asarray(shares, dtype=np.float64))
+    if tie_breaker == TieBreaker.ID:
+        keys.append(columns.derived("id order", _id_order)[np.asarray(candidates, dtype=np.intp)])
+    order: list[int] = np.lexsort(keys[::-1]).tolist()
+    return order
+
+
+def _id_order(targets: tuple[AnyTarget, ...], _: object) -> Any:
+    """Each target's place among the fleet's ids in Python's order of strings."""
+    import numpy as np  # noqa: PLC0415  (columns only)
+
+    place = {name: n for n, name in enumerate(sorted({t.id for t in targets}))}
+    return np.array([place[t.id] for t in targets], dtype=np.int64)
 
 
 def _counted(
@@ -254,11 +294,12 @@ def _rated_all(
     candidates: Sequence[int],
     costs: Sequence[float | None] | None,
     minutes: float,
-) -> tuple[list[float] | None, list[float] | None]:
-    """The candidates' preference shares (None: no wishes) and scores from the
-    fleet's columns (`BuiltinStrategy.rate_all`); (None, None) below `VECTOR_FROM`."""
+) -> tuple[list[float] | None, list[float] | None, Any]:
+    """The candidates' preference shares (None: no wishes) and scores, as a list and
+    as a column, from the fleet's columns (`BuiltinStrategy.rate_all`); all None below
+    `VECTOR_FROM`."""
     if len(candidates) < VECTOR_FROM:
-        return None, None
+        return None, None, None
     from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
     shares = None
@@ -273,7 +314,8 @@ def _rated_all(
         columns.cost_rows(candidates, minutes),
         vector.column(shares if shares is not None else [0.0] * len(candidates)),
     )
-    return shares, builtin.rate_all(plan.requirements, batch).tolist()
+    rated = builtin.rate_all(plan.requirements, batch)
+    return shares, rated.tolist(), rated
 
 
 def _evaluated(

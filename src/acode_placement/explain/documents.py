@@ -95,15 +95,20 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
     if whole is None:
         whole = _outcome(result)
         object.__setattr__(result, "rendered", whole)  # frozen: the same every time
-    if kept is None:
-        return dict(whole)
-    others = result.alternatives[:kept]
-    return {
+    # Each caller gets containers of its own: the kept rendering never leaves here.
+    target, lease = whole["target"], whole["reservation"]
+    outcome = {
         **whole,
-        "alternatives": whole["alternatives"][:kept],
-        "alternativeScores": [round(ts.score, 6) for ts in others],
-        "alternativesTotal": len(result.alternatives),
+        "target": dict(target) if target is not None else None,
+        "alternatives": whole["alternatives"][:kept],  # (a copy, even of them all)
+        "attempts": [dict(attempt) for attempt in whole["attempts"]],
+        "reservation": dict(lease) if lease is not None else None,
+        "causes": dict(whole["causes"]),
     }
+    if kept is not None:
+        outcome["alternativeScores"] = [round(ts.score, 6) for ts in result.alternatives[:kept]]
+        outcome["alternativesTotal"] = len(result.alternatives)
+    return outcome
 
 
 def _outcome(result: PlacementResult) -> dict[str, Any]:

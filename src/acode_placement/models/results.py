@@ -247,6 +247,7 @@ class Scores(Sequence[TargetScore]):
         "_misses",
         "_size",
         "eligible",
+        "ranked",
     )
 
     def __init__(
@@ -256,6 +257,8 @@ class Scores(Sequence[TargetScore]):
         make: Callable[[int], TargetScore],
         misses: Callable[[], Misses] | None = None,
         causes: Callable[[], Counter[str]] | None = None,
+        *,
+        ranked: bool = False,
     ) -> None:
         self._size = size
         self._made = dict(eligible)
@@ -266,6 +269,7 @@ class Scores(Sequence[TargetScore]):
         self._misses: Misses | None = None
         self._causes: Counter[str] | None = None
         self.eligible = list(eligible.values())
+        self.ranked = ranked  # `eligible` is in the decision's rank order already
 
     def misses(self, from_checks: Callable[[], Misses]) -> Misses:
         """What the targets lack (see `explain.misses`), counted once: on the
