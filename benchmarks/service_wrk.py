@@ -1,13 +1,15 @@
 """Service load with a real load generator: wrk (Debian's package) against `serve`.
 
     .venv/bin/python -m benchmarks.service_wrk [--workers 1,2] [--fleets example,1000]
-        [--answers full,lean] [--connections 32] [--seconds 10] [--json]
+        [--answers full,lean] [--connections 32] [--seconds 10] [--warmup 2] [--json]
 
 For each fleet and worker count: starts `acode-placement serve --workers N` on a free
 loopback port (history on, durable, in a fresh SQLite file; declared capabilities),
 drives `POST /v1/placements` (`full`: the `place --json` object; `lean`: with
 `candidates: false`, every target's checks left out) with wrk (`--latency`, a Lua
-script for the body and the token), then `GET /healthz` the same way, and reads the
+script for the body and the token) after `--warmup` seconds of the same load (what a
+server that has been running meets: its workers warm, its clients spread over them),
+then `GET /healthz` the same way, and reads the
 history: every completed request must have its record (wrk stops with up to one
 request per connection in flight, which the server still answers and records). Needs `wrk` on PATH
 (`apt-get install wrk`); nothing here leaves 127.0.0.1.
@@ -109,7 +111,13 @@ def _ms(text: str) -> float:
 
 
 def run(
-    workers: list[int], fleets: list[str], answers: list[str], connections: int, seconds: int
+    workers: list[int],
+    fleets: list[str],
+    answers: list[str],
+    connections: int,
+    seconds: int,
+    *,
+    warmup: int = 2,
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="acode-wrk-") as name:
@@ -122,6 +130,9 @@ def run(
             database = folder / f"history-{count}-{answer}-{targets.stem}.db"
             with serving(folder, targets, count, f"sqlite:///{database}") as base:
                 store = HistoryStore(f"sqlite:///{database}")
+                if warmup:  # the same load first: a running server's steady state
+                    wrk(f"{base}/v1/placements", connections, warmup, script)
+                    time.sleep(1)
                 before = store.count()
                 placing = wrk(f"{base}/v1/placements", connections, seconds, script)
                 time.sleep(1)  # the requests wrk left in flight are answered
@@ -152,6 +163,7 @@ def main() -> int:
     parser.add_argument("--answers", default="full,lean")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of the same load first")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -163,12 +175,14 @@ def main() -> int:
         args.answers.split(","),
         args.connections,
         args.seconds,
+        warmup=args.warmup,
     )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(
-            f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1;"
+            f"wrk -t2 -c{args.connections} -d{args.seconds}s (after {args.warmup} s of the same)"
+            " on 127.0.0.1;"
             f" {os.cpu_count()} CPUs shared by server and load generator"
         )
         print(

@@ -280,6 +280,7 @@ class Quick(guarded.GuardedProtocol):
     request_seconds = 0.5
     max_connections = 8
     max_head_bytes = 4096
+    requests_per_connection = 5
 
 
 @pytest.fixture(scope="module")
@@ -393,3 +394,28 @@ def test_a_slow_application_is_not_cut_by_the_request_deadline(quick: tuple[str,
     assert time.monotonic() - started > Quick.request_seconds * 1.5
     assert response.status_code == 200
     assert response.json()["candidates"][0]["discovery"]["status"] == "unreachable"
+
+
+def test_a_kept_alive_connection_closes_after_its_requests(quick: tuple[str, int]) -> None:
+    """The last of a connection's requests is answered in full with `connection:
+    close`, then the connection closes (so that `serve --workers` clients reconnect to
+    whichever worker is free); pipelined or one by one, none is answered twice."""
+    ask = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", quick[1]), timeout=5) as sock:
+        answers = []
+        for _ in range(Quick.requests_per_connection):
+            sock.sendall(ask)
+            answers.append(sock.recv(4096))
+        assert all(
+            a.startswith(b"HTTP/1.1 200") and a.endswith(b'{"status":"ok"}') for a in answers
+        )
+        assert [b"connection: close" in a.lower() for a in answers] == [False] * 4 + [True]
+        assert closed_within(sock, 3)
+    with socket.create_connection(("127.0.0.1", quick[1]), timeout=5) as sock:
+        sock.sendall(ask * (Quick.requests_per_connection + 2))  # pipelined, one packet
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+        assert received.count(b"HTTP/1.1 200") == Quick.requests_per_connection
+        assert received.lower().count(b"connection: close") == 1
