@@ -96,24 +96,25 @@ def outcome_json(result: PlacementResult, *, kept: int | None = None) -> dict[st
         whole = _outcome(result)
         object.__setattr__(result, "rendered", whole)  # frozen: the same every time
     # Each caller gets containers of its own: the kept rendering never leaves here.
+    # The alternatives' ids are made for each (a record keeps 10 of thousands).
     target, lease = whole["target"], whole["reservation"]
+    others = result.alternatives if kept is None else result.alternatives[:kept]
     outcome = {
         **whole,
         "target": dict(target) if target is not None else None,
-        "alternatives": whole["alternatives"][:kept],  # (a copy, even of them all)
+        "alternatives": [ts.target.id for ts in others],  # not ts.id: a call per target
         "attempts": [dict(attempt) for attempt in whole["attempts"]],
         "reservation": dict(lease) if lease is not None else None,
         "causes": dict(whole["causes"]),
     }
     if kept is not None:
-        outcome["alternativeScores"] = [round(ts.score, 6) for ts in result.alternatives[:kept]]
+        outcome["alternativeScores"] = [round(ts.score, 6) for ts in others]
         outcome["alternativesTotal"] = len(result.alternatives)
     return outcome
 
 
 def _outcome(result: PlacementResult) -> dict[str, Any]:
     chosen = result.selected
-    others = result.alternatives
     return {
         "requestId": result.request_id,
         "success": result.success,
@@ -124,7 +125,7 @@ def _outcome(result: PlacementResult) -> dict[str, Any]:
         "mode": result.mode.value,
         "estimatedCost": result.estimated_cost,
         "decisionMs": round(result.decision_duration * 1000, 3),
-        "alternatives": [ts.target.id for ts in others],  # not ts.id: a call per target
+        "alternatives": None,  # (its place among the keys: `outcome_json` fills it)
         "failureMessage": result.failure_message,
         "taskName": result.task_name,
         "why": why(result),
