@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from operator import attrgetter
 
 from acode_placement.explain.format import gpus_text, money, num
 from acode_placement.models import (
@@ -162,9 +163,12 @@ def why(result: PlacementResult) -> str:
 def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
     """What a person should know beyond the ranking: unconfirmed values, a full local."""
     notes = [discovery_text(chosen)] if chosen.unconfirmed else []
-    ranked = [chosen, *result.alternatives]
-    # a cost is None only for a cloud target without a price: is_cloud is asked of those
-    unpriced = sum(1 for ts in ranked if ts.estimated_cost is None and ts.target.is_cloud)
+    # a cost is None only for a cloud target without a price: is_cloud is asked of
+    # those, and only once the costs, read in C, show one (thousands may be eligible)
+    unpriced = 0
+    if chosen.estimated_cost is None or None in map(_COST, result.alternatives):
+        ranked = [chosen, *result.alternatives]
+        unpriced = sum(1 for ts in ranked if ts.estimated_cost is None and ts.target.is_cloud)
     if unpriced:
         notes.append(f"{unpriced} eligible without a price (hourlyRate or ec2Api gives one)")
     if result.options.require_verified:
@@ -178,6 +182,9 @@ def _caveats(result: PlacementResult, chosen: TargetScore) -> list[str]:
             full = ", ".join(check_text(c) for c in ts.mismatches)
             notes.append(f"{ts.id} is full ({full}), so the task bursts")
     return notes
+
+
+_COST = attrgetter("estimated_cost")
 
 
 def unpriced_text(targets: Sequence[AnyTarget], eligible: bool = False) -> str:
