@@ -393,7 +393,9 @@ def test_counting_causes_builds_no_eligible_targets_checks(
     monkeypatch.setattr(ranking, "evaluate", counted)
     fleet = [ssh("small", 1), ssh("big", 16), ssh("bigger", 32), ssh("tiny", 0.5)]
     requirements = TaskRequirements(cpu=8)  # a new object: no memo of its causes
-    result = PlacementEngine().decide(requirements, fleet, _declared(fleet), NO_DISCOVERY)
+    engine = PlacementEngine()
+    declared = asyncio.run(engine.discover(fleet))  # no discovery: the declared values
+    result = engine.decide(requirements, fleet, declared, NO_DISCOVERY)
     assert explain.cause_counts(result.all_scores) == {"not enough CPU": 2}
     assert sorted(built) == ["small", "tiny"]
     explain.result_json(result)  # the explanation reads every target's checks
@@ -431,9 +433,3 @@ def test_the_outcome_is_made_once_and_a_changed_result_makes_its_own() -> None:
         {"target": result.selected.id, "ok": False, "error": "refused", "retryable": True}
     ]
     assert explain.outcome_json(result)["attempts"] == []
-
-
-def _declared(targets: list[SshTarget]) -> list[Any]:
-    from acode_placement.models import Known
-
-    return [Known(t.capabilities or Capabilities()) for t in targets]
