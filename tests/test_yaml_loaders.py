@@ -5,6 +5,8 @@ one-line refusal of every structural attack."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from typing import Any
 
 import pytest
@@ -29,7 +31,10 @@ def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def _read(text: str) -> tuple[Any, dict[Any, int]]:
-    return config._compose(text, "f.yaml")
+    """The values and every key's line, both read now (the lines are found when
+    first asked, with the parser in use then)."""
+    data, lines = config._compose(text, "f.yaml")
+    return data, dict(lines)
 
 
 def test_libyaml_reads_when_it_is_there() -> None:
@@ -138,3 +143,17 @@ def test_both_parsers_read_any_document_alike(document: dict[str, Any], flow: bo
     assert results[0] == results[1]
     if results[0][0] == "read":
         assert results[0][1] == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["a: [1, 2]\n", "a: !!binary aGk=\n", "a: [\n"])
+def test_the_collector_is_as_it_was_after_a_read(text: str) -> None:
+    """Reading pauses the garbage collector; whatever the file, it is left as it was
+    found: on (it must never stay off in a long-lived service), or off."""
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            with contextlib.suppress(InputError):
+                _read(text)
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
