@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from acode_placement import heap
 from acode_placement.commands.common import app
 
 # Each module registers its commands on `app` when imported: in this order, the
@@ -70,5 +71,6 @@ def globals_first(args: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _terminated)
+    heap.settle(collect=False)  # the modules stay; a command's per-target garbage is young
     args = globals_first(sys.argv[1:] if argv is None else argv)
     app(args=args, prog_name="acode-placement")

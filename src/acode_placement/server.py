@@ -14,7 +14,6 @@ the workers.
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 from typing import Any
 
@@ -173,19 +172,3 @@ def config(
         server_header=False,
         **options,
     )
-
-
-# A long-lived service allocates and frees thousands of objects per request, and the
-# collector's default first threshold (700) runs it several times a request; every
-# third run or so reaches the older generations, which hold the whole web stack and
-# fleet, and those pauses set the p99 (69 ms against 27 ms on the example fleet).
-_THRESHOLDS = (10_000, 50, 50)
-
-
-def settle_heap() -> None:
-    """Once the application is built: collect, move what survives (modules, the
-    app, the fleet) out of the collector's sight for good, and collect the young
-    generation less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_THRESHOLDS)

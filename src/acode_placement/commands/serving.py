@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from acode_placement import heap
 from acode_placement.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -130,9 +131,7 @@ def _served(spec: dict[str, str | None]) -> tuple[Any, int]:
     engine.compile_from = 0
     defaults = _options(settings, settings.strategy, None, no_discovery=False)
     application = create_app(engine, fleet, token, defaults=defaults)
-    from acode_placement.server import settle_heap  # noqa: PLC0415
-
-    settle_heap()
+    heap.settle()  # what every request would otherwise make the collector walk again
     return application, len(fleet)
 
 
