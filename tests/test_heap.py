@@ -47,3 +47,18 @@ def test_a_plain_python_process_is_left_alone() -> None:
     state = _state("import acode_placement, acode_placement.cli")
     assert state["threshold"] != list(heap._THRESHOLDS)
     assert state["frozen"] == 0
+
+
+def test_bench_times_with_the_collector_a_library_caller_has() -> None:
+    """`bench` says what a caller of the library pays: the command's settled heap
+    must not make its figures better than a caller's process would see."""
+    state = _state(
+        "from acode_placement import bench, heap\n"
+        "default = gc.get_threshold()\n"
+        "heap.settle(collect=False)\n"
+        "bench.measure = lambda size, runs: {}\n"
+        "bench.run([10], 1)\n"
+        "assert gc.get_threshold() == default, gc.get_threshold()"
+    )
+    assert state["frozen"] == 0
+    assert state["threshold"] != list(heap._THRESHOLDS)

@@ -35,7 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from acode_placement import explain
+from acode_placement import explain, heap
 from acode_placement.bench_fleet import (
     GPU_TASK,
     OPERATOR_TASK,
@@ -288,7 +288,10 @@ def _cpu_model() -> str | None:
 def run(
     sizes: list[int], runs: int, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Every figure at each size; `progress` is told of each size as it starts."""
+    """Every figure at each size; `progress` is told of each size as it starts.
+    Timed with the garbage collector as a library caller's process has it, not as
+    the command settles it for itself."""
+    heap.unsettle()
     results = []
     for size in sizes:
         if progress is not None:

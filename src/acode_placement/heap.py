@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 
 _THRESHOLDS = (10_000, 50, 50)
+_DEFAULTS = gc.get_threshold()  # the interpreter's, as this module is first imported
 
 
 def settle(*, collect: bool = True) -> None:
@@ -24,3 +25,10 @@ def settle(*, collect: bool = True) -> None:
         gc.collect()
     gc.freeze()
     gc.set_threshold(*_THRESHOLDS)
+
+
+def unsettle() -> None:
+    """The interpreter's own settings back (nothing frozen, the default thresholds):
+    what a library caller's process runs with, for `bench` to time what they pay."""
+    gc.unfreeze()
+    gc.set_threshold(*_DEFAULTS)
