@@ -48,6 +48,8 @@ STRUCTURAL: dict[str, tuple[str | bytes, str]] = {
     "unclosed-quote": ('{root}: "abc\n', "YAML error"),
     "two-documents": ("{root}: {}\n---\n{root}: {}\n", "YAML error"),
     "nul-byte": ("{root}: \x00\n", "binary file"),
+    "control-character": ("{root}:\n  name: \x7f\n", ":2: YAML error: character U+007F"),
+    "escape-character": ("# \u00e9\u00e9\n{root}: \x1b[2J\n", ":2: YAML error: character U+001B"),
     "not-utf8": (b"{root}: \xff\xfe\n", "not UTF-8"),
     "empty": ("", "empty file"),
     "comment-only": ("# nothing\n", "empty file"),

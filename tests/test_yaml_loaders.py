@@ -1,7 +1,9 @@
 """The two ways a file is read: libyaml's parser (what a PyYAML wheel ships, and what
 is used when it is there) and PyYAML's own, pure Python (the fallback). Both must
-read every file alike: the same values, the same line for every key, and the same
-one-line refusal of every structural attack."""
+read every file alike: the same values, the same line for every key, and a one-line
+refusal of every structural attack and every character YAML does not allow. (One
+difference stays: libyaml, as YAML 1.2 does, takes a tab after `key:` as a space;
+PyYAML's parser refuses it.)"""
 
 from __future__ import annotations
 
@@ -157,3 +159,21 @@ def test_the_collector_is_as_it_was_after_a_read(text: str) -> None:
             assert gc.isenabled() is enabled
         finally:
             gc.enable()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\nb: \x7f\n",
+        "a: \u00e9\u00e9\u00e9\nb: x\x1b[31m\n",  # UTF-8 before it: libyaml counts bytes
+        "a: 1\nb: [1, 2]\nc: '\x08'\n",
+    ],
+)
+def test_a_character_yaml_does_not_allow_is_one_line_with_its_line(loader: str, text: str) -> None:
+    line = text.count("\n", 0, next(i for i, c in enumerate(text) if c in "\x7f\x1b\x08")) + 1
+    with pytest.raises(InputError) as refused:
+        _read(text)
+    message = str(refused.value)
+    assert message.startswith(f"f.yaml:{line}: YAML error: character U+00")
+    assert "is not allowed" in message
+    assert "\n" not in message

@@ -202,8 +202,12 @@ _CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
+def _libyaml() -> bool:
+    return _CLoader is not None and bool(yaml.__with_libyaml__)
+
+
 def _loader(text: str, source: str) -> yaml.SafeLoader:
-    if _CLoader is not None and yaml.__with_libyaml__:
+    if _CLoader is not None and _libyaml():
         return _CLoader(text)
     return _Loader(text, source)
 
@@ -234,7 +238,10 @@ def _compose(text: str, source: str) -> tuple[Any, Mapping[Path_, int]]:
 
 
 def _composed(text: str, source: str) -> Any:
-    loader = _loader(text, source)
+    try:
+        loader = _loader(text, source)  # PyYAML's reader checks the characters here
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(exc, text, source) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -248,10 +255,26 @@ def _composed(text: str, source: str) -> Any:
         if _LIBYAML_TOO_DEEP in problem:
             raise InputError(f"{source}:{line}: nested more than {MAX_DEPTH} levels deep") from None
         raise InputError(f"{source}:{line}: YAML error: {problem}") from None
+    except yaml.reader.ReaderError as exc:  # libyaml's reader: as it reads
+        raise _unreadable(exc, text, source) from None
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: YAML error: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _unreadable(exc: yaml.reader.ReaderError, text: str, source: str) -> InputError:
+    """A character YAML does not allow (a control character, say), in one line with
+    the line it is on: libyaml counts its position in UTF-8 bytes, PyYAML in
+    characters."""
+    if _libyaml():
+        line = text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n") + 1
+    else:
+        line = text[: exc.position].count("\n") + 1
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+    return InputError(
+        f"{source}:{line}: YAML error: character U+{character:04X} is not allowed ({exc.reason})"
+    )
 
 
 def _size(
