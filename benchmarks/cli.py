@@ -5,12 +5,13 @@
 A CI job or a coding agent that asks once per task runs the command, not the
 library: every call starts Python, imports the package, reads the targets file,
 decides and writes its record. For each size: the bench fleet (`bench.fleet`, the
-same seeded targets `bench` decides on) written as a targets file, the bench's GPU
-task as a task file, and `place --json --no-discovery` run `--runs` times with the
-history on (durable, SQLite, a fresh file per size). Reports the wall time of each
-run (median and fastest), the size of the targets file, and `--version`'s wall time
-(starting Python and the command line alone). Checks that every run answered
-(exit 0, placed, or 1, nothing fits) with one JSON object and left its record.
+same seeded targets `bench` decides on) written as a targets file as `service_wrk`
+writes it, the bench's GPU task as a task file, and `place --json --no-discovery`
+run `--runs` times with the history on (durable, SQLite, a fresh file per size).
+Reports the wall time of each run (median and fastest), the size of the targets
+file, and `--version`'s wall time (starting Python and the command line alone).
+Checks that every run answered (exit 0, placed, or 1, nothing fits) with one JSON
+object and left its record.
 Nothing here leaves the machine.
 """
 
@@ -29,16 +30,13 @@ from typing import Any
 
 import yaml
 
-from acode_placement.bench import fleet
 from acode_placement.bench_fleet import GPU_TASK
 from acode_placement.history.store import HistoryStore
+from benchmarks.service_wrk import fleet_file
 
 
 def _files(folder: Path, size: int) -> tuple[Path, Path, Path]:
-    targets, _ = fleet(size)
-    fleet_path = folder / f"targets-{size}.yaml"
-    dumped = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in targets]
-    fleet_path.write_text(yaml.safe_dump({"targets": dumped}))
+    fleet_path = fleet_file(folder, str(size))
     task = folder / "task.yaml"
     requirements = GPU_TASK.model_dump(mode="json", by_alias=True, exclude_none=True)
     task.write_text(yaml.safe_dump({"task": {"name": "bench-gpu", "requirements": requirements}}))

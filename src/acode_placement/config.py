@@ -8,9 +8,7 @@ line; pydantic validates; the first error becomes one line such as
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ import platformdirs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from acode_placement import heap
 from acode_placement.errors import InputError
 from acode_placement.messages import (
     Path_,
@@ -198,42 +197,21 @@ class _Loader(yaml.SafeLoader):
 # libyaml refuses nesting over 1,000 levels, so its composer's recursion stays
 # shallow; `_size` refuses what nests deeper than MAX_DEPTH before anything
 # recurses further.
+# (PyYAML defines CSafeLoader exactly when it was built with libyaml.)
 _CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
-def _libyaml() -> bool:
-    return _CLoader is not None and bool(yaml.__with_libyaml__)
-
-
 def _loader(text: str, source: str) -> yaml.SafeLoader:
-    if _CLoader is not None and _libyaml():
+    if _CLoader is not None:
         return _CLoader(text)
     return _Loader(text, source)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a file becomes values: reading one
-    allocates a node, then a value, per scalar and container, and none of them is
-    garbage until the read ends, so the collector's runs (each a walk over every
-    object alive, the growing tree included) would find nothing. A 10,000-target
-    file took 3.0 s to compose with them and 0.7 s without. (A recursive alias, the
-    one way YAML makes a cycle, is refused before any value is made; its nodes are
-    collected once the collector is back.)"""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _compose(text: str, source: str) -> tuple[Any, Mapping[Path_, int]]:
     """The file's values, after its checks (`_size`), and where each key was written
     (found when first asked: only an error message or `config` asks)."""
-    with _collector_paused():
+    with heap.collector_paused():
         return _composed(text, source), _Lines(text, source)
 
 
@@ -267,7 +245,7 @@ def _unreadable(exc: yaml.reader.ReaderError, text: str, source: str) -> InputEr
     """A character YAML does not allow (a control character, say), in one line with
     the line it is on: libyaml counts its position in UTF-8 bytes, PyYAML in
     characters."""
-    if _libyaml():
+    if _CLoader is not None:
         line = text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n") + 1
     else:
         line = text[: exc.position].count("\n") + 1
@@ -390,7 +368,7 @@ class _Lines(Mapping[Path_, int]):
     def _lines(self) -> dict[Path_, int]:
         if self._found is None:
             found: dict[Path_, int] = {}
-            with _collector_paused():
+            with heap.collector_paused():
                 loader = _loader(self._text, self._source)
                 try:
                     node = loader.get_single_node()
