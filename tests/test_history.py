@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from acode_placement import (
@@ -37,7 +38,7 @@ from acode_placement import (
     explain,
 )
 from acode_placement.events import CapabilitiesChanged, Change, event_json
-from acode_placement.history.database import HEAD, HistoryError
+from acode_placement.history.database import HEAD, HistoryError, json_text
 from acode_placement.history.replay import explanation, replay
 from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import KEPT_ALTERNATIVES, HistoryStore
@@ -201,6 +202,63 @@ class TestRecords:
         aged = HistoryStore(url, retention_days=0.000001)
         time.sleep(0.2)
         assert aged.prune() == 1 and aged.count() == 0
+
+    def test_a_lone_surrogate_never_costs_a_record(self, url: str) -> None:
+        """A JSON body's "\\udc80" is a string UTF-8 cannot encode. A custom
+        requirement can carry one into the requirements and the failure message,
+        and a task name and an owner into a lease; each is stored escaped, and the
+        record and the lease are kept."""
+        engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
+        custom = {"note": "caf\u00e9 \u2028 \U0001f680", "odd": "\udc80"}
+        failed = place(engine, TaskRequirements(cpu=1, custom=custom))
+        record = engine.history.get(failed.request_id)  # type: ignore[union-attr]
+        assert record is not None
+        assert record.requirements["custom"] == {
+            "note": "caf\u00e9 \u2028 \U0001f680",
+            "odd": "\\udc80",
+        }
+        assert record.failure_message is not None and "\\udc80" in record.failure_message
+        leased = asyncio.run(
+            engine.place(
+                TaskRequirements(cpu=1),
+                FLEET,
+                NO_DISCOVERY,
+                task_name="t\udc80",
+                reserve=True,
+                owner="me\udcff",
+            )
+        )
+        assert leased.reservation is not None
+        record = engine.history.get(leased.request_id)  # type: ignore[union-attr]
+        assert record is not None and record.task_name == "t\\udc80"
+        (lease,) = engine.reservations.active()  # type: ignore[union-attr]
+        assert (lease.task_name, lease.owner) == ("t\\udc80", "me\\udcff")
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_json_text_reads_back_as_json_dumps_does(value: Any) -> None:
+    """The history's JSON encoder gives back the values Python's gave."""
+    assert json.loads(json_text(value)) == json.loads(json.dumps(value)) == value
+
+
+def test_json_text_escapes_only_what_utf8_cannot_hold() -> None:
+    value = {"k\ud800": ["\udc80", "caf\u00e9", 1.5, None], "ok": "\U0001f680"}
+    text = json_text(value)
+    text.encode()  # UTF-8 holds it, as a database must
+    assert json.loads(text) == {"k\\ud800": ["\\udc80", "caf\u00e9", 1.5, None], "ok": "\U0001f680"}
 
 
 def test_the_code_knows_the_newest_migration() -> None:

@@ -167,9 +167,14 @@ def test_bad_bodies_are_problems_not_crashes(
     base: str, body: bytes | str | dict[str, Any], status: int
 ) -> None:
     content = json.dumps(body) if isinstance(body, dict) else body
-    if status == 200:  # accepted as data: the answer is still valid JSON
+    if status == 200:  # accepted as data: the answer is still valid JSON, and recorded
         response = post(base, content)
         assert response.status_code == 200 and response.json()["candidates"]
+        placed = post(base, content, "/v1/placements")
+        assert placed.status_code == 200, placed.text[:500]
+        request_id = placed.json()["requestId"]
+        record = httpx.get(f"{base}/v1/placements/{request_id}", headers=AUTH)
+        assert record.status_code == 200, record.text[:500]
         return
     assert_problem(post(base, content), status)
 

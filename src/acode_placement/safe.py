@@ -47,6 +47,19 @@ def printable(text: object) -> str:
     return _UNSAFE.sub(_escape, value)
 
 
+def storable(text: str) -> str:
+    """`text` as a database (and UTF-8) can hold it: a lone surrogate, which is what
+    Python makes of bytes that are not UTF-8 and of a JSON `"\\udc80"`, written as its
+    escape `\\udc80`; any other text as it is."""
+    if text.isascii():
+        return text  # the common case, checked in C
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def mask_url(url: str | None) -> str:
     """`url` without secrets: user-info as ***, every query value as ***.
 

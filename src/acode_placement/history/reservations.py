@@ -27,6 +27,7 @@ from acode_placement.errors import PlacementError, ReservationError, StoreUnavai
 from acode_placement.history.database import (
     RESTART,
     DatabaseFile,
+    UserText,
     error_line,
     metadata,
     normalise_url,
@@ -45,8 +46,8 @@ reservations = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("target_id", sa.String(256), nullable=False),
     sa.Column("request_id", sa.String(64)),
-    sa.Column("task_name", sa.String(256)),
-    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("task_name", UserText(256)),
+    sa.Column("owner", UserText(256), nullable=False),
     sa.Column("cpu", sa.Float, nullable=False),
     sa.Column("memory_gb", sa.Float, nullable=False),
     sa.Column("gpus", sa.Float, nullable=False),
