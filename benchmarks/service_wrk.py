@@ -1,9 +1,11 @@
 """Service load with a real load generator: wrk (Debian's package) against `serve`.
 
     .venv/bin/python -m benchmarks.service_wrk [--workers 1,2] [--fleets example,1000]
-        [--answers full,lean] [--connections 32] [--seconds 10] [--warmup 2] [--json]
+        [--answers full,lean] [--pin off,on] [--connections 32] [--seconds 10]
+        [--warmup 2] [--json]
 
-For each fleet and worker count: starts `acode-placement serve --workers N` on a free
+For each fleet, worker count and pinning (`--pin on`: `serve --pin-cpus`): starts
+`acode-placement serve --workers N` on a free
 loopback port (history on, durable, in a fresh SQLite file; declared capabilities),
 drives `POST /v1/placements` (`full`: the `place --json` object; `lean`: with
 `candidates: false`, every target's checks left out) with wrk (`--latency`, a Lua
@@ -62,8 +64,11 @@ def fleet_file(folder: Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def serving(folder: Path, targets: Path, workers: int, history: str) -> Iterator[str]:
-    """`serve --workers N` on a free port with the history at `history`; its base URL."""
+def serving(
+    folder: Path, targets: Path, workers: int, history: str, *, pin: bool = False
+) -> Iterator[str]:
+    """`serve --workers N` on a free port with the history at `history` (with `pin`,
+    `--pin-cpus`); its base URL."""
     config = folder / f"placement-{free_port()}.yaml"
     config.write_text(
         yaml.safe_dump({"placement": {"discoveryEnabled": False, "history": history}})
@@ -72,6 +77,7 @@ def serving(folder: Path, targets: Path, workers: int, history: str) -> Iterator
     env = {**os.environ, "ACODE_PLACEMENT_TOKEN": TOKEN, "XDG_DATA_HOME": str(folder)}
     command = [sys.executable, "-m", "acode_placement", "serve", "--port", str(port)]
     command += ["--workers", str(workers), "--config", str(config), "--targets", str(targets)]
+    command += ["--pin-cpus"] if pin else []
     server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -118,17 +124,19 @@ def run(
     seconds: int,
     *,
     warmup: int = 2,
+    pins: tuple[bool, ...] = (False,),
 ) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="acode-wrk-") as name:
         folder = Path(name)
-        for fleet_name, count, answer in itertools.product(fleets, workers, answers):
+        runs = itertools.product(fleets, workers, pins, answers)
+        for fleet_name, count, pin, answer in runs:
             targets = fleet_file(folder, fleet_name)
             script = folder / f"place-{answer}.lua"
             body = {**TASK, "candidates": answer == "full"}
             script.write_text(LUA.format(body=json.dumps(body), token=TOKEN))
-            database = folder / f"history-{count}-{answer}-{targets.stem}.db"
-            with serving(folder, targets, count, f"sqlite:///{database}") as base:
+            database = folder / f"history-{count}-{pin}-{answer}-{targets.stem}.db"
+            with serving(folder, targets, count, f"sqlite:///{database}", pin=pin) as base:
                 store = HistoryStore(f"sqlite:///{database}")
                 if warmup:  # the same load first: a running server's steady state
                     wrk(f"{base}/v1/placements", connections, warmup, script)
@@ -143,6 +151,7 @@ def run(
                 {
                     "fleet": fleet_name,
                     "workers": count,
+                    "pinned": pin,
                     "answer": answer,
                     "placements": placing,
                     "healthz": health,
@@ -161,6 +170,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--fleets", default="example,1000")
     parser.add_argument("--answers", default="full,lean")
+    parser.add_argument(
+        "--pin", default="off", help="off, on or off,on: serve with --pin-cpus or without"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="seconds of the same load first")
@@ -176,6 +188,7 @@ def main() -> int:
         args.connections,
         args.seconds,
         warmup=args.warmup,
+        pins=tuple(p == "on" for p in args.pin.split(",")),
     )
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -186,13 +199,14 @@ def main() -> int:
             f" {os.cpu_count()} CPUs shared by server and load generator"
         )
         print(
-            "  fleet     workers  answer  placements/s  p50 ms  p99 ms  errors  healthz/s  ratio"
-            "  records"
+            "  fleet     workers  pinned  answer  placements/s  p50 ms  p99 ms  errors  healthz/s"
+            "  ratio  records"
         )
         for r in rows:
             p, h = r["placements"], r["healthz"]
             print(
-                f"  {r['fleet']:8}  {r['workers']:7d}  {r['answer']:6}  {p['perSecond']:12.1f}"
+                f"  {r['fleet']:8}  {r['workers']:7d}  {'yes' if r['pinned'] else 'no':6}"
+                f"  {r['answer']:6}  {p['perSecond']:12.1f}"
                 f"  {p['p50Ms']:6.2f}"
                 f"  {p['p99Ms']:6.2f}  {p['errors']:6d}  {h['perSecond']:9.1f}"
                 f"  {r['placementsVsHealthz']:5.2f}  {r['records']}"
