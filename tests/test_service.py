@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -22,6 +23,8 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from acode_placement import Capabilities, LocalTarget, SshTarget, Task
@@ -31,6 +34,7 @@ from acode_placement.history.reservations import ReservationStore
 from acode_placement.history.store import HistoryStore
 from acode_placement.models import PlacementOptions
 from acode_placement.service import create_app
+from acode_placement.web import ascii_json
 from tests.conftest import Cli
 from tests.serving import wait_until_up
 from tests.sshd import free_port
@@ -559,3 +563,33 @@ def test_workers_share_one_history_and_leave_nothing_behind(tmp_path: Path) -> N
         r.json()["requestId"] for r in answers
     }
     assert len(ReservationStore(f"sqlite:///{database}").active()) == 8
+
+
+_JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.sampled_from(["\udc80", "NaN", "-Infinity", "\x1b[31m\x7f", "\u2028\u00e9"]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSONISH)
+def test_answers_are_ascii_json_with_the_values_python_writes(value: Any) -> None:
+    """The service's JSON (pydantic-core's where it can, Python's where it cannot) is
+    ASCII, gives back the values Python's `json` writes, and refuses NaN and
+    Infinity as it does."""
+    try:
+        reference = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            ascii_json(value)
+        return
+    sent = ascii_json(value)
+    assert sent.isascii()
+    assert json.loads(sent) == json.loads(reference)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path as FilePath
 from typing import Any
 
+import pydantic_core
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,7 +67,20 @@ class AsciiJSONResponse(JSONResponse):
 
 
 def ascii_json(content: Any) -> bytes:
-    """What `AsciiJSONResponse` sends: compact JSON, every non-ASCII character escaped."""
+    """What `AsciiJSONResponse` sends: compact JSON, every non-ASCII character escaped.
+
+    pydantic-core writes it, about three times as fast as Python's `json` on a full
+    answer (every candidate's checks), when what it writes is all ASCII and has no
+    NaN or Infinity in it (the common case); else Python's `json` does, which escapes
+    what is not ASCII and refuses those numbers. Both write the same values, and
+    give the same bytes but for how a float with an exponent is spelled (`1e-05` or
+    `0.00001`)."""
+    try:
+        fast = pydantic_core.to_json(content)
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate: Python escapes it
+        fast = b"\x80"
+    if fast.isascii() and b"NaN" not in fast and b"Infinity" not in fast:
+        return fast
     return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
