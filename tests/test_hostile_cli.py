@@ -52,6 +52,12 @@ USAGE: dict[str, tuple[list[str], str]] = {
     "history-replay-unknown": (["history", "replay", "%"], "no recorded decision"),
     "release-percent": (["release", "%"], "no reservation"),
     "release-escape": (["release", "\x1b[2J"], "no reservation"),
+    # bytes that are not UTF-8 (Python makes lone surrogates of them): looked up as data
+    "history-show-undecodable": (["history", "show", "\udcff"], "no recorded decision"),
+    "history-replay-undecodable": (["history", "replay", "ab\udc80"], "no recorded decision"),
+    "release-undecodable": (["release", "\udcff"], "no reservation"),
+    # the leases are opened before the task is read: nothing may be printed at exit
+    "reserve-missing-task": (["place", "/nonexistent/task.yaml", "--reserve"], "no such file"),
     "serve-port-zero": (["serve", "--port", "0"], "--port"),
     "serve-port-huge": (["serve", "--port", "70000"], "--port"),
     "serve-beyond-loopback": (["serve", "--host", "0.0.0.0"], "refusing to serve"),
@@ -138,6 +144,23 @@ def test_history_show_matches_its_prefix_literally(tmp_path: Path, task: Path) -
         assert "no recorded decision" in assert_refused(run(tmp_path, "history", "show", wildcard))
     shown = run(tmp_path, "history", "show", request_id[:8])
     assert shown.code == 0 and request_id in shown.out
+
+
+def test_undecodable_names_are_data(tmp_path: Path, task: Path) -> None:
+    """An owner or a target id from bytes that are not UTF-8: the lease and the record
+    are kept (the owner escaped), and a filter matches nothing."""
+    placed = run(
+        tmp_path, "place", task, "--targets", FLEET, "--no-discovery", "--json",
+        "--reserve", "--owner", "me\udcff",
+    )  # fmt: skip
+    assert_sane(placed)
+    assert placed.code == 0, placed.err
+    held = run(tmp_path, "reservations", "--json")
+    assert_sane(held)
+    assert [lease["owner"] for lease in json.loads(held.out)["reservations"]] == ["me\\udcff"]
+    listed = run(tmp_path, "history", "--target", "\udcff", "--json")
+    assert_sane(listed)
+    assert listed.code == 0 and json.loads(listed.out)["decisions"] == []
 
 
 def test_a_metrics_file_that_cannot_be_written_is_a_warning(tmp_path: Path, task: Path) -> None:

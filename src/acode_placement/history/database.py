@@ -36,8 +36,9 @@ except ImportError:  # pragma: no cover - Windows: processes migrate without a l
 
 class UserText(sa.TypeDecorator[str]):
     """A text column that holds what a user or their code supplied (a task name, an
-    owner, a failure message that quotes a requirement): written as `storable` makes
-    it, so that a lone surrogate never costs the row it is in."""
+    owner, a failure message that quotes a requirement), or is looked up by what a
+    user typed (a request id, a target id): written and compared as `storable` makes
+    it, so that a lone surrogate never costs the row it is in, nor fails a lookup."""
 
     impl = sa.String
     cache_ok = True
@@ -52,13 +53,13 @@ placements = sa.Table(
     "placements",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("request_id", UserText(64), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("task_name", UserText(256)),
     sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("strategy", sa.String(128), nullable=False),
     sa.Column("mode", sa.String(32), nullable=False),
-    sa.Column("target_id", sa.String(256)),
+    sa.Column("target_id", UserText(256)),
     sa.Column("target_type", sa.String(16)),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
@@ -181,6 +182,10 @@ class _WriteLock:
         if fcntl is not None:
             with contextlib.suppress(OSError):
                 self._fd = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+                # Closed when the lock is collected, or at exit before the modules are
+                # torn down (a `__del__` run then found `contextlib` gone and printed
+                # "Exception ignored" after the command's own error).
+                weakref.finalize(self, _closed, self._fd)
 
     @classmethod
     def of(cls, path: Path) -> _WriteLock:
@@ -190,11 +195,6 @@ class _WriteLock:
             if made is None:
                 made = cls._made[key] = cls(path)
             return made
-
-    def __del__(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
 
     def __enter__(self) -> None:
         self._thread.acquire()
@@ -207,6 +207,11 @@ class _WriteLock:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._thread.release()
+
+
+def _closed(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 RESTART = "; restart the process to open the database now at that path"

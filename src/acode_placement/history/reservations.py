@@ -43,7 +43,7 @@ _RETRIES = 8
 reservations = sa.Table(
     "reservations",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("id", UserText(64), primary_key=True),
     sa.Column("target_id", sa.String(256), nullable=False),
     sa.Column("request_id", sa.String(64)),
     sa.Column("task_name", UserText(256)),
