@@ -180,6 +180,12 @@ TASK_VALUES: dict[str, tuple[dict[str, object], str]] = {
     "preference-cpu-true": ({"preferences": {"cpu": True}}, "requirements.preferences.cpu"),
     "custom-list": ({"custom": {"k": [1, 2]}}, "requirements.custom"),
     "custom-mapping": ({"custom": {"k": {"a": 1}}}, "requirements.custom"),
+    # past a float's range: the rules compare numbers as floats, the words print them
+    "custom-huge-integer": ({"custom": {"k": 9 * 10**400}}, "requirements.custom.k: an integer"),
+    "custom-choice-huge": (
+        {"custom": {"k": {"in": [1, -(2**64)]}}},
+        "requirements.custom.k: in: an integer must be within",
+    ),
     "os-injection": ({"os": "linux; rm -rf /"}, "requirements.os: must be one of"),
     "arch-true": ({"arch": True}, "requirements.arch"),
     "misspelt-key": ({"memroyGb": 4}, "did you mean memoryGb?"),
@@ -244,6 +250,10 @@ TARGET_VALUES: dict[str, tuple[dict[str, object], str]] = {
         "targets[0].capabilities.gpu.count",
     ),
     "labels-list": ({**SSH, "labels": {"a": [1]}}, "targets[0].labels"),
+    "cap-custom-huge-integer": (
+        {**SSH, "capabilities": {"custom": {"k": 10**30}}},
+        "targets[0].capabilities.custom.k: an integer must be within",
+    ),
     "instance-type-injection": (
         {"id": "g", "type": "ec2", "instanceType": "g5.xlarge; rm"},
         "targets[0].instanceType",

@@ -152,6 +152,10 @@ BODIES: dict[str, tuple[bytes | str | dict[str, Any], int]] = {
     # keys that look like pydantic's union markers in an error's location
     "top-key-with-paren": ('{"\u00bd(x": {}}', 422),
     "key-with-brackets": ({"task": {"name": "x", "requirements": {"a[b](c)": 1}}}, 422),
+    "custom-huge-integer": (
+        '{"task": {"name": "x", "requirements": {"custom": {"k": 1' + "0" * 400 + "}}}}",
+        422,
+    ),
     # lone surrogates: valid JSON escapes that UTF-8 cannot encode
     "surrogate-key": ('{"\\ud89a\\udf91": {}}', 422),
     "surrogate-name": ('{"task": {"name": "a\\ud800b"}}', 422),

@@ -128,7 +128,20 @@ ModelNames = Annotated[
     tuple[Annotated[str, Field(min_length=1)], ...],
     BeforeValidator(_one_or_many, json_schema_input_type=str | list[str]),
 ]
-Scalar = str | int | float | bool
+# A custom value or label value as YAML and JSON give it. An integer is kept to 64
+# bits: the rules compare numbers as floats and the words print them, and an
+# integer past a float's range (a JSON body can carry 4,000 digits) made both raise.
+MAX_INTEGER = 2**63 - 1
+
+
+def _integer_in_range(value: object) -> object:
+    huge = isinstance(value, int) and not -MAX_INTEGER - 1 <= value <= MAX_INTEGER
+    if huge:  # (a bool is 0 or 1)
+        raise ValueError(f"an integer must be within +-{MAX_INTEGER} (64 bits)")
+    return value
+
+
+Scalar = Annotated[str | int | float | bool, BeforeValidator(_integer_in_range)]
 
 
 class OS(enum.StrEnum):
