@@ -203,21 +203,24 @@ class TestRecords:
         time.sleep(0.2)
         assert aged.prune() == 1 and aged.count() == 0
 
-    def test_a_lone_surrogate_never_costs_a_record(self, url: str) -> None:
-        """A JSON body's "\\udc80" is a string UTF-8 cannot encode. A custom
-        requirement can carry one into the requirements and the failure message,
-        and a task name and an owner into a lease; each is stored escaped, and the
-        record and the lease are kept."""
+    def test_text_a_database_cannot_hold_never_costs_a_record(self, url: str) -> None:
+        """A JSON body's "\\udc80" is a string UTF-8 cannot encode, and its "\\u0000"
+        one PostgreSQL cannot hold. A custom requirement can carry either into the
+        requirements and the failure message, and a task name and an owner a
+        surrogate into a lease; each is stored escaped, and the record and the lease
+        are kept."""
         engine = PlacementEngine(history=HistoryStore(url), reservations=ReservationStore(url))
-        custom = {"note": "caf\u00e9 \u2028 \U0001f680", "odd": "\udc80"}
+        custom = {"note": "caf\u00e9 \u2028 \U0001f680", "odd": "\udc80", "nul": "a\x00b"}
         failed = place(engine, TaskRequirements(cpu=1, custom=custom))
         record = engine.history.get(failed.request_id)  # type: ignore[union-attr]
         assert record is not None
         assert record.requirements["custom"] == {
             "note": "caf\u00e9 \u2028 \U0001f680",
             "odd": "\\udc80",
+            "nul": "a\\x00b",
         }
         assert record.failure_message is not None and "\\udc80" in record.failure_message
+        assert "a\\x00b" in record.failure_message
         leased = asyncio.run(
             engine.place(
                 TaskRequirements(cpu=1),
@@ -235,14 +238,15 @@ class TestRecords:
         assert (lease.task_name, lease.owner) == ("t\\udc80", "me\\udcff")
 
 
+_TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"))
 _JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False)
-    | st.text(),
+    | _TEXT,
     lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        st.lists(inner, max_size=4) | st.dictionaries(_TEXT.map(lambda t: t[:8]), inner, max_size=4)
     ),
     max_leaves=20,
 )
@@ -254,11 +258,18 @@ def test_json_text_reads_back_as_json_dumps_does(value: Any) -> None:
     assert json.loads(json_text(value)) == json.loads(json.dumps(value)) == value
 
 
-def test_json_text_escapes_only_what_utf8_cannot_hold() -> None:
-    value = {"k\ud800": ["\udc80", "caf\u00e9", 1.5, None], "ok": "\U0001f680"}
+def test_json_text_escapes_only_what_a_database_cannot_hold() -> None:
+    value = {"k\ud800": ["\udc80", "caf\u00e9", 1.5, None], "ok": "\U0001f680", "n": "a\x00b"}
     text = json_text(value)
     text.encode()  # UTF-8 holds it, as a database must
-    assert json.loads(text) == {"k\\ud800": ["\\udc80", "caf\u00e9", 1.5, None], "ok": "\U0001f680"}
+    assert "\\u0000" not in text  # PostgreSQL's jsonb refuses that escape
+    assert json.loads(text) == {
+        "k\\ud800": ["\\udc80", "caf\u00e9", 1.5, None],
+        "ok": "\U0001f680",
+        "n": "a\\x00b",
+    }
+    literal = {"k": "a\\u0000"}  # the six characters, not NUL: kept as they are
+    assert json.loads(json_text(literal)) == literal
 
 
 def test_the_code_knows_the_newest_migration() -> None:

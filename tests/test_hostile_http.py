@@ -156,6 +156,8 @@ BODIES: dict[str, tuple[bytes | str | dict[str, Any], int]] = {
         '{"task": {"name": "x", "requirements": {"custom": {"k": 1' + "0" * 400 + "}}}}",
         422,
     ),
+    # NUL, which PostgreSQL's text and jsonb refuse: recorded escaped
+    "nul-custom": ('{"task": {"name": "x", "requirements": {"custom": {"k": "a\\u0000"}}}}', 200),
     # lone surrogates: valid JSON escapes that UTF-8 cannot encode
     "surrogate-key": ('{"\\ud89a\\udf91": {}}', 422),
     "surrogate-name": ('{"task": {"name": "a\\ud800b"}}', 422),

@@ -48,9 +48,12 @@ def printable(text: object) -> str:
 
 
 def storable(text: str) -> str:
-    """`text` as a database (and UTF-8) can hold it: a lone surrogate, which is what
-    Python makes of bytes that are not UTF-8 and of a JSON `"\\udc80"`, written as its
-    escape `\\udc80`; any other text as it is."""
+    """`text` as every database we write to can hold it: a lone surrogate, which is
+    what Python makes of bytes that are not UTF-8 and of a JSON `"\\udc80"`, written
+    as its escape `\\udc80`, and NUL, which PostgreSQL's text refuses, as `\\x00`;
+    any other text as it is."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     if text.isascii():
         return text  # the common case, checked in C
     try:

@@ -273,13 +273,16 @@ def open_database(url_text: str, *, immediate: bool = False) -> Engine:
 def json_text(value: Any) -> str:
     """A JSON column's text: pydantic-core's encoder, about four times as fast as
     `json.dumps` on a record's columns (the group writer encodes four per record),
-    with the same values read back. A value with a lone surrogate in a string (a
-    request's custom requirement can carry one), which it refuses and PostgreSQL's
-    jsonb would too, is written with each such string as `storable` makes it."""
+    with the same values read back. A value with a string PostgreSQL's jsonb refuses
+    (a lone surrogate, which the encoder refuses too, or NUL: a request's custom
+    requirement can carry either) is written with each string as `storable` makes it."""
     try:
-        return pydantic_core.to_json(value).decode()
+        text = pydantic_core.to_json(value).decode()
     except pydantic_core.PydanticSerializationError:
         return pydantic_core.to_json(_storable(value)).decode()
+    if "\\u0000" in text:
+        return pydantic_core.to_json(_storable(value)).decode()
+    return text
 
 
 def _storable(value: Any) -> Any:
