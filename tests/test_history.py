@@ -37,6 +37,7 @@ from acode_placement import (
     TaskRequirements,
     explain,
 )
+from acode_placement.errors import InputError
 from acode_placement.events import CapabilitiesChanged, Change, event_json
 from acode_placement.history.database import HEAD, HistoryError, json_text
 from acode_placement.history.replay import explanation, replay
@@ -236,6 +237,23 @@ class TestRecords:
         assert record is not None and record.task_name == "t\\udc80"
         (lease,) = engine.reservations.active()  # type: ignore[union-attr]
         assert (lease.task_name, lease.owner) == ("t\\udc80", "me\\udcff")
+
+    def test_a_name_the_record_cannot_hold_is_refused_before_deciding(self, url: str) -> None:
+        """The library takes any string as a task name or owner; PostgreSQL's columns
+        hold 256 characters, so a longer one lost the record there. The longest that
+        fits as stored (NUL and lone surrogates escaped) is kept whole; one longer is
+        refused, and nothing decided."""
+        engine = engine_with(url)
+        longest = "n" * 256
+        req = TaskRequirements(cpu=1)
+        kept = asyncio.run(engine.place(req, FLEET, NO_DISCOVERY, task_name=longest))
+        record = engine.history.get(kept.request_id)  # type: ignore[union-attr]
+        assert record is not None and record.task_name == longest
+        too_long = (({"task_name": "n" * 257}, "task_name"), ({"owner": "\x00" * 65}, "owner"))
+        for named, label in too_long:
+            with pytest.raises(InputError, match=rf"^{label}: at most 256 characters as stored"):
+                asyncio.run(engine.place(req, FLEET, NO_DISCOVERY, **named))
+        assert engine.history.count() == 1  # type: ignore[union-attr]
 
 
 _TEXT = st.text(alphabet=st.characters(exclude_characters="\x00"))

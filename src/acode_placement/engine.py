@@ -23,7 +23,7 @@ from acode_placement import explain
 from acode_placement.discovery.service import Discovery
 from acode_placement.ec2.catalog import Catalog
 from acode_placement.ec2.fleet import Ec2Resolver
-from acode_placement.errors import ReservationError
+from acode_placement.errors import InputError, ReservationError
 from acode_placement.events import (
     PlacementFailed,
     PlacementStarted,
@@ -33,6 +33,7 @@ from acode_placement.leasing import Acquisition, acquire_ranked, lease_best
 from acode_placement.memo import IdentityMemo
 from acode_placement.metrics import Metrics
 from acode_placement.models import (
+    MAX_NAME,
     AnyTarget,
     Capabilities,
     Ec2Target,
@@ -51,6 +52,7 @@ from acode_placement.models import (
 from acode_placement.publishing import Publisher, Subscriber, now
 from acode_placement.ranking import decision_reason, rank, score_all
 from acode_placement.recording import Recorder
+from acode_placement.safe import storable
 from acode_placement.strategies import Strategy, StrategyRegistry
 from acode_placement.telemetry import get_logger
 
@@ -239,7 +241,9 @@ class PlacementEngine:
         reserve: bool = False,
         owner: str | None = None,
     ) -> PlacementResult:
-        """Choose a target. Raises `UnknownNameError` for an unknown strategy name.
+        """Choose a target. Raises `UnknownNameError` for an unknown strategy name, and
+        `InputError` for a task name or owner the history cannot hold (over 256
+        characters as stored: a NUL or a lone surrogate is stored escaped).
 
         Every placement started ends in exactly one PlacementCompleted or
         PlacementFailed event and (with `record` and a history) one history record,
@@ -254,6 +258,10 @@ class PlacementEngine:
         """
         if reserve and self.reservations is None:
             raise ReservationError("this engine has no reservation store")
+        for label, name in (("task_name", task_name), ("owner", owner)):
+            stored = len(storable(name)) if name is not None else 0
+            if stored > MAX_NAME:  # the record's and the lease's column would refuse it
+                raise InputError(f"{label}: at most {MAX_NAME} characters as stored, not {stored}")
         options = options or PlacementOptions()
         self.registry.get(options.strategy)  # fail on a bad name before starting
         started = time.perf_counter()

@@ -250,4 +250,5 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+MAX_NAME = 256  # characters: a task name's and an owner's column in the history
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_no_nul)]
