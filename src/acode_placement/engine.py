@@ -259,7 +259,7 @@ class PlacementEngine:
         if reserve and self.reservations is None:
             raise ReservationError("this engine has no reservation store")
         for label, name in (("task_name", task_name), ("owner", owner)):
-            stored = len(storable(name)) if name is not None else 0
+            stored = len(storable(name, nul=True)) if name is not None else 0
             if stored > MAX_NAME:  # the record's and the lease's column would refuse it
                 raise InputError(f"{label}: at most {MAX_NAME} characters as stored, not {stored}")
         options = options or PlacementOptions()

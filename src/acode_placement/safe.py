@@ -47,12 +47,12 @@ def printable(text: object) -> str:
     return _UNSAFE.sub(_escape, value)
 
 
-def storable(text: str) -> str:
-    """`text` as every database we write to can hold it: a lone surrogate, which is
-    what Python makes of bytes that are not UTF-8 and of a JSON `"\\udc80"`, written
-    as its escape `\\udc80`, and NUL, which PostgreSQL's text refuses, as `\\x00`;
-    any other text as it is."""
-    if "\x00" in text:
+def storable(text: str, *, nul: bool = False) -> str:
+    """`text` as a database can hold it: a lone surrogate, which is what Python makes
+    of bytes that are not UTF-8 and of a JSON `"\\udc80"`, and which no UTF-8 text
+    can hold, written as its escape `\\udc80`; with `nul`, NUL too, as `\\x00`
+    (PostgreSQL's text refuses it; SQLite keeps it as it is). Any other text as it is."""
+    if nul and "\x00" in text:
         text = text.replace("\x00", "\\x00")
     if text.isascii():
         return text  # the common case, checked in C

@@ -9,6 +9,7 @@ to it is theirs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import threading
@@ -44,7 +45,7 @@ class UserText(sa.TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
-        return None if value is None else storable(value)
+        return None if value is None else storable(value, nul=dialect.name == "postgresql")
 
 
 HEAD = "0003"  # the newest migration; a test keeps it equal to Alembic's head
@@ -251,8 +252,10 @@ def open_database(url_text: str, *, immediate: bool = False) -> Engine:
             except OSError as exc:
                 raise HistoryError(f"history {where}: {exc.strerror}") from None
         options["connect_args"] = {"timeout": 30}
-    if url.get_backend_name() in ("sqlite", "postgresql"):
+    if sqlite:
         options["json_serializer"] = json_text
+    elif url.get_backend_name() == "postgresql":
+        options["json_serializer"] = functools.partial(json_text, nul=True)
     try:
         engine = sa.create_engine(url, **options)
     except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
@@ -270,28 +273,29 @@ def open_database(url_text: str, *, immediate: bool = False) -> Engine:
     return engine
 
 
-def json_text(value: Any) -> str:
+def json_text(value: Any, *, nul: bool = False) -> str:
     """A JSON column's text: pydantic-core's encoder, about four times as fast as
     `json.dumps` on a record's columns (the group writer encodes four per record),
-    with the same values read back. A value with a string PostgreSQL's jsonb refuses
-    (a lone surrogate, which the encoder refuses too, or NUL: a request's custom
-    requirement can carry either) is written with each string as `storable` makes it."""
+    with the same values read back. A value with a lone surrogate in a string (a
+    request's custom requirement can carry one), which the encoder refuses, and
+    with `nul` (PostgreSQL, whose jsonb refuses `\\u0000`) one with NUL, is written
+    with each string as `storable` makes it."""
     try:
         text = pydantic_core.to_json(value).decode()
     except pydantic_core.PydanticSerializationError:
-        return pydantic_core.to_json(_storable(value)).decode()
-    if "\\u0000" in text:
-        return pydantic_core.to_json(_storable(value)).decode()
+        return pydantic_core.to_json(_storable(value, nul)).decode()
+    if nul and "\\u0000" in text:
+        return pydantic_core.to_json(_storable(value, nul)).decode()
     return text
 
 
-def _storable(value: Any) -> Any:
+def _storable(value: Any, nul: bool) -> Any:
     if isinstance(value, str):
-        return storable(value)
+        return storable(value, nul=nul)
     if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
+        return {_storable(k, nul): _storable(v, nul) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
+        return [_storable(v, nul) for v in value]
     return value
 
 
