@@ -223,6 +223,46 @@ def test_bad_queries_are_problems(base: str, path: str, status: int) -> None:
     assert_problem(httpx.request(method, base + path, headers=AUTH), status)
 
 
+# Bodies the service accepts whose strings no database, or PostgreSQL alone,
+# can hold as they are; each answer must have its record, on both.
+_STORED_ESCAPED = [
+    body for body, status in BODIES.values() if status == 200 and isinstance(body, str)
+] + [
+    '{"task": {"name": "x", "requirements": {"custom": {"a\\u0000": "b\\u0000"}}}}',
+    '{"task": {"name": "x", "requirements": {"custom": {"k": {"in": ["\\udfff", "\\u0000"]}}}}}',
+    '{"requirements": {"custom": {"\\ud800x": true}}, "candidates": false}',
+]
+
+
+def test_what_is_answered_is_recorded_on_either_database(url: str) -> None:
+    """The service in process on a SQLite file and on the PostgreSQL server: every
+    placement answered 200 has its record, whatever its strings hold."""
+    store = HistoryStore(url)
+    app = create_app(
+        PlacementEngine(history=store),
+        [LocalTarget(id="local", capabilities=Capabilities(cpu=4, memory_gb=8))],
+        TOKEN,
+        defaults=PlacementOptions(discovery_enabled=False),
+    )
+
+    async def post_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {**AUTH, "Content-Type": "application/json"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [
+                await client.post("/v1/placements", content=body, headers=headers)
+                for body in _STORED_ESCAPED
+            ]
+
+    answers = asyncio.run(post_all())
+    assert [a.status_code for a in answers] == [200] * len(_STORED_ESCAPED), [
+        a.text[:300] for a in answers
+    ]
+    for answer in answers:
+        assert store.get(answer.json()["requestId"]) is not None, answer.text[:300]
+    assert store.count() == len(_STORED_ESCAPED)
+
+
 def test_a_recorded_name_comes_back_as_data(base: str) -> None:
     evil = "[/]\x1b[31m<script>alert(1)</script>\u202e"
     placed = httpx.post(
