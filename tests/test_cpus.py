@@ -1,5 +1,6 @@
 """`serve --pin-cpus`: each worker on a CPU of its own, found by a lock it holds while
-it lives (`cpus.claim`), checked on real processes through /proc."""
+it lives in a folder every `serve` of the user shares (`cpus.claim`), checked on
+real processes through /proc."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import yaml
 
 from acode_placement import cpus
 from acode_placement.errors import InputError
-from tests.hostile import SCRIPT, environment
+from tests.hostile import SCRIPT, assert_refused, environment, run
 from tests.serving import wait_until_up
 from tests.sshd import free_port
 from tests.test_service import _workers
@@ -89,15 +90,18 @@ def _allowed(pid: int) -> set[int]:
 
 
 @contextmanager
-def _serving(home: Path, *args: str, only: int | None = None) -> Iterator[subprocess.Popen[str]]:
+def _serving(
+    home: Path, *args: str, only: int | None = None, **env: str
+) -> Iterator[subprocess.Popen[str]]:
     """`serve` with these arguments; with `only`, started on that one CPU (what
-    `taskset -c` does)."""
+    `taskset -c` does); its cache (and so the CPU locks) under `home` unless `env`
+    says where."""
     config = home / "placement.yaml"
     config.write_text(yaml.safe_dump({"placement": {"discoveryEnabled": False}}))
     port = free_port()
     server = subprocess.Popen(
         [str(SCRIPT), "serve", "--port", str(port), "--config", str(config), *args],
-        env=environment(home, TMPDIR=str(home)),
+        env=environment(home, **{"XDG_CACHE_HOME": str(home / "cache"), **env}),
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=(lambda: os.sched_setaffinity(0, {only})) if only is not None else None,  # noqa: PLW1509
@@ -155,4 +159,31 @@ def test_workers_spread_over_cpus_and_a_replacement_takes_the_free_one(
         assert sorted(next(iter(cpu)) for cpu in again.values()) == taken
         (replacement,) = set(again) - set(pinned)
         assert again[replacement] == victims_cpu
-    assert not list(tmp_path.glob("acode-placement-cpus-*"))  # its locks went with it
+    # Its workers' locks went with them: the first CPU is free again.
+    cpu, handle = cpus.claim(tmp_path / "cache" / "acode-placement" / "cpus", USABLE)
+    os.close(handle)
+    assert cpu == USABLE[0]
+
+
+@pytest.mark.skipif(len(USABLE) < 2, reason="needs two CPUs")
+def test_two_services_on_one_machine_take_different_cpus(tmp_path: Path) -> None:
+    """Every pinned worker of the user's services shares the locks, so a second
+    `serve --pin-cpus` does not pile onto the first one's CPU."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shared = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with (
+        _serving(tmp_path / "a", "--pin-cpus", **shared) as first,
+        _serving(tmp_path / "b", "--pin-cpus", **shared) as second,
+    ):
+        assert _allowed(first.pid) == {USABLE[0]}
+        assert _allowed(second.pid) == {USABLE[1]}
+
+
+def test_no_folder_for_the_locks_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    ran = run(
+        tmp_path, "serve", "--port", str(free_port()), "--pin-cpus", XDG_CACHE_HOME=str(blocker)
+    )
+    assert "--pin-cpus: cannot make" in assert_refused(ran)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,23 +99,21 @@ def serve(
     application, count = _served(spec)  # bad files fail here, in one line, before listening
     listening = server.listen(host, port)
     each = f", {workers} workers" if workers > 1 else ""
-    if cpus is not None:
-        each += f", pinned to CPU {cpus[0]}" if workers == 1 else f", one per CPU of {cpus}"
+    if cpus is not None and workers == 1:
+        each += f", pinned to CPU {pinning.pin(cpus)}"
+    elif cpus is not None:
+        each += f", each pinned to a CPU of {cpus}"
     serving = f"acode-placement serving on http://{host}:{port} ({count} targets{each})"
     typer.echo(printable(serving), err=True)
     if hasattr(signal, "SIGTERM"):  # uvicorn drains in-flight requests, then dies by the signal
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if workers == 1:
-        if cpus is not None:
-            pinning.pin(cpus[0])
         served = server.config(application, host, port, timeout_graceful_shutdown=30)
         uvicorn.Server(served).run(sockets=[listening])
         return
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
-    folder = tempfile.mkdtemp(prefix="acode-placement-cpus-") if cpus is not None else None
-    if folder is not None:
-        spec["pinCpus"] = {"folder": folder, "cpus": cpus}
+    spec["pinCpus"] = cpus
     os.environ[_WORKER_ENV] = json.dumps(spec)  # each worker builds its own engine from it
     served = server.config(
         f"{__name__}:worker_app",
@@ -127,11 +123,7 @@ def serve(
         workers=workers,
         timeout_graceful_shutdown=30,
     )
-    try:
-        Multiprocess(served, sockets=[listening]).run()
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+    Multiprocess(served, sockets=[listening]).run()
 
 
 _WORKER_ENV = "ACODE_PLACEMENT__WORKER"  # what `serve --workers` hands its workers
@@ -165,10 +157,8 @@ def worker_app() -> Any:
     spec = json.loads(os.environ[_WORKER_ENV])
     application, _ = _served(spec)
     if spec.get("pinCpus"):
-        # The lock stays open, and the CPU held, for as long as this worker lives.
-        cpu, _ = pinning.claim(Path(spec["pinCpus"]["folder"]), spec["pinCpus"]["cpus"])
         try:
-            pinning.pin(cpu)
+            pinning.pin(spec["pinCpus"])
         except InputError as exc:  # a CPU taken away since `serve` looked: run on any
             get_logger("acode_placement.service").warning("serve.not_pinned", error=str(exc))
     return application
