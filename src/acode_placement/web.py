@@ -76,10 +76,10 @@ def ascii_json(content: Any) -> bytes:
     give the same bytes but for how a float with an exponent is spelled (`1e-05` or
     `0.00001`)."""
     try:
-        fast = pydantic_core.to_json(content)
+        fast: bytes | None = pydantic_core.to_json(content)
     except pydantic_core.PydanticSerializationError:  # a lone surrogate: Python escapes it
-        fast = b"\x80"
-    if fast.isascii() and b"NaN" not in fast and b"Infinity" not in fast:
+        fast = None
+    if fast is not None and fast.isascii() and b"NaN" not in fast and b"Infinity" not in fast:
         return fast
     return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 

@@ -281,11 +281,11 @@ def json_text(value: Any, *, nul: bool = False) -> str:
     with `nul` (PostgreSQL, whose jsonb refuses `\\u0000`) one with NUL, is written
     with each string as `storable` makes it."""
     try:
-        text = pydantic_core.to_json(value).decode()
-    except pydantic_core.PydanticSerializationError:
-        return pydantic_core.to_json(_storable(value, nul)).decode()
-    if nul and "\\u0000" in text:
-        return pydantic_core.to_json(_storable(value, nul)).decode()
+        text: str | None = pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:  # a lone surrogate
+        text = None
+    if text is None or (nul and "\\u0000" in text):
+        text = pydantic_core.to_json(_storable(value, nul)).decode()
     return text
 
 
