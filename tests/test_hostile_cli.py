@@ -64,6 +64,7 @@ USAGE: dict[str, tuple[list[str], str]] = {
     "serve-workers-zero": (["serve", "--workers", "0"], "--workers"),
     "serve-workers-huge": (["serve", "--workers", "65"], "--workers"),
     "serve-workers-word": (["serve", "--workers", "many"], "--workers"),
+    "serve-pin-cpus-value": (["serve", "--pin-cpus=yes"], "does not take a value"),
     "bench-sizes-word": (["bench", "--sizes", "abc"], "--sizes"),
     "bench-sizes-zero": (["bench", "--sizes", "0"], "--sizes"),
     "bench-sizes-negative": (["bench", "--sizes", "-5"], "--sizes"),
