@@ -451,6 +451,59 @@ class TestGroupCommit:
         assert {r.request_id for r in store.list()} == {r.request_id for r in decided}
         assert store.writer.transactions == 1 + 3  # the first; then each good one alone
 
+    def test_the_writer_keeps_its_connection_and_survives_losing_it(self, url: str) -> None:
+        """Records are committed on the writer's own connection, kept from one
+        transaction to the next; once the server drops it (PostgreSQL: the backend
+        terminated), the record in flight is written again alone and the next ones on a
+        new connection. Nothing is lost either way."""
+        engine = engine_with(url)
+        store = engine.history
+        assert store is not None
+        first = [place(engine).request_id for _ in range(3)]
+        assert store.writer.transactions == 3
+        if url.startswith("postgresql"):
+            admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                gone = connection.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+            admin.dispose()
+            assert gone  # the writer's connection at least
+        later = [place(engine).request_id for _ in range(3)]
+        assert {r.request_id for r in store.list(limit=10)} == {*first, *later}
+        assert store.count() == 6
+
+    def test_a_deleted_file_is_never_made_again_by_a_new_connection(self, tmp_path: Path) -> None:
+        """The writer keeps one connection checked out, so readers at once make new
+        ones: a new connection opens the file that is there and never creates an empty
+        one at the path, so the store keeps saying what happened."""
+        path = tmp_path / "history.db"
+        engine = engine_with(f"sqlite:///{path}")
+        store = engine.history
+        assert store is not None
+        place(engine)
+        path.unlink()
+        opened = store._opened()
+        held: list[sa.Connection] = []
+
+        def connect_many() -> None:  # more than the pool keeps idle: then a new one is made
+            for _ in range(8):
+                held.append(opened.connect())
+
+        with pytest.raises(sa.exc.OperationalError, match="unable to open database file"):
+            connect_many()
+        for connection in held:
+            connection.close()
+        assert not path.exists()
+        with pytest.raises(HistoryError, match="deleted while this process had it open"):
+            store.count()
+        with pytest.raises(HistoryError, match="deleted"):
+            store.check()
+        assert not path.exists()
+
     def test_async_durability_answers_first_and_records_soon_after(self, url: str) -> None:
         engine = PlacementEngine(history=HistoryStore(url, durable=False))
         for n in range(20):

@@ -1,22 +1,42 @@
 """Compact records written a batch at a time: the rows the group writer commits
-together, inserted through the driver's own executemany.
+together, inserted through the driver's own executemany, in a transaction on the
+writer's own driver connection (`HeldConnection`) where the dialect allows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from acode_placement.history.database import (
     placements,
     snapshots,
 )
 
+# Dialects with INSERT ... ON CONFLICT DO NOTHING: a batch of compact records needs
+# nothing of SQLAlchemy's there, so it can run on the driver's connection alone.
+UPSERTS = ("sqlite", "postgresql")
 
-class CompactRecord:
+
+class DriverWork:
+    """Work the group writer can do on the driver's connection alone, without a
+    SQLAlchemy transaction (see `HeldConnection`); called with a SQLAlchemy
+    connection, it does the same in that connection's transaction."""
+
+    __slots__ = ()
+
+    def __call__(self, connection: sa.Connection) -> int:
+        return written(_driver_of(connection), connection.dialect, [self], connection)
+
+
+class CompactRecord(DriverWork):
     """A compact record waiting for the group writer: its row and its snapshot.
 
     Written straight through the driver's cursor, with the statement SQLAlchemy
@@ -30,28 +50,64 @@ class CompactRecord:
         self.row = row
         self.snapshot = snapshot
 
-    def __call__(self, connection: sa.Connection) -> int:
-        return CompactRecord.batch(connection, [self])
 
-    @staticmethod
-    def batch(connection: sa.Connection, works: Sequence[Callable[[sa.Connection], object]]) -> int:
-        """Write these works in order in this transaction: the compact records among
-        them with one statement per table; anything else by calling it."""
-        written = 0
-        run: list[CompactRecord] = []
-        for work in [*works, None]:
-            if isinstance(work, CompactRecord):
-                run.append(work)
-                continue
-            if run:
-                kept = {c.snapshot["digest"]: c.snapshot for c in run}  # each once
-                DriverInsert.of(snapshots, connection, ignore=True).many(connection, kept.values())
-                DriverInsert.of(placements, connection).many(connection, [c.row for c in run])
-                written += len(run)
-                run = []
-            if work is not None:
-                work(connection)
-        return written
+class DriverStatement(DriverWork):
+    """One SQL statement without parameters, run by the driver (the benchmark's
+    cheapest durable transaction: one page written and committed)."""
+
+    __slots__ = ("sql",)
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+
+
+def on_driver(dialect: sa.Dialect, works: Sequence[object]) -> bool:
+    """Whether these works can be written on the driver's connection alone."""
+    return dialect.name in UPSERTS and all(isinstance(work, DriverWork) for work in works)
+
+
+def batch(connection: sa.Connection, works: Sequence[Callable[[sa.Connection], object]]) -> int:
+    """`written` in SQLAlchemy's transaction on `connection`."""
+    return written(_driver_of(connection), connection.dialect, works, connection)
+
+
+def written(
+    driver: Any,
+    dialect: sa.Dialect,
+    works: Sequence[Callable[[sa.Connection], object]],
+    connection: sa.Connection | None = None,
+) -> int:
+    """Write these works in order in the transaction open on `driver` (a DBAPI
+    connection): the compact records among them with one statement per table,
+    driver statements by the driver, anything else by calling it with `connection`
+    (SQLAlchemy's, whose transaction this is then). Returns the records written."""
+    count = 0
+    run: list[CompactRecord] = []
+    for work in [*works, None]:
+        if isinstance(work, CompactRecord):
+            run.append(work)
+            continue
+        if run:
+            kept = {c.snapshot["digest"]: c.snapshot for c in run}  # each once
+            DriverInsert.of(snapshots, dialect, ignore=True).many(
+                driver, dialect, kept.values(), connection
+            )
+            DriverInsert.of(placements, dialect).many(
+                driver, dialect, [c.row for c in run], connection
+            )
+            count += len(run)
+            run = []
+        if isinstance(work, DriverStatement):
+            with driver_errors(dialect, work.sql):
+                cursor = driver.cursor()
+                try:
+                    cursor.execute(work.sql)
+                finally:
+                    cursor.close()
+        elif work is not None:
+            assert connection is not None, "only driver work outside a SQLAlchemy transaction"
+            work(connection)
+    return count
 
 
 class DriverInsert:
@@ -63,7 +119,7 @@ class DriverInsert:
 
     def __init__(self, table: sa.Table, dialect: sa.Dialect, ignore: bool) -> None:
         statement: sa.Insert = table.insert()
-        upserts = dialect.name in ("sqlite", "postgresql")  # INSERT ... ON CONFLICT
+        upserts = dialect.name in UPSERTS
         if ignore and upserts:
             module = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}")
             statement = module.insert(table).on_conflict_do_nothing()
@@ -80,35 +136,34 @@ class DriverInsert:
         ]
 
     @classmethod
-    def of(
-        cls, table: sa.Table, connection: sa.Connection, *, ignore: bool = False
-    ) -> DriverInsert:
-        dialect = connection.dialect
+    def of(cls, table: sa.Table, dialect: sa.Dialect, *, ignore: bool = False) -> DriverInsert:
         key = (table.name, dialect.name, dialect.driver, ignore)
         made = cls._made.get(key)
         if made is None:
             made = cls._made[key] = cls(table, dialect, ignore)
         return made
 
-    def many(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
-        if self.ignore:  # no INSERT ... ON CONFLICT here: look first
+    def many(
+        self,
+        driver: Any,
+        dialect: sa.Dialect,
+        rows: Iterable[dict[str, Any]],
+        connection: sa.Connection | None,
+    ) -> None:
+        if self.ignore:  # no INSERT ... ON CONFLICT here: look first (SQLAlchemy's)
+            assert connection is not None, "a dialect without upserts writes through SQLAlchemy"
             for row in rows:
                 key = self.table.c.digest
                 if connection.execute(sa.select(key).where(key == row["digest"])).first() is None:
                     connection.execute(self.table.insert(), [row])
             return
         values: list[Any] = [self._bound(row) for row in rows]
-        driver = connection.connection.dbapi_connection
-        assert driver is not None  # a connection in a transaction holds one
-        cursor = driver.cursor()
-        try:
-            cursor.executemany(self.sql, values)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                self.sql, None, exc, connection.dialect.loaded_dbapi.Error
-            ) from None
-        finally:
-            cursor.close()
+        with driver_errors(dialect, self.sql):
+            cursor = driver.cursor()
+            try:
+                cursor.executemany(self.sql, values)
+            finally:
+                cursor.close()
 
     def _bound(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         bound = {
@@ -116,3 +171,86 @@ class DriverInsert:
             for name, process in self.processors
         }
         return tuple(bound[name] for name in self.order) if self.order is not None else bound
+
+
+@contextlib.contextmanager
+def driver_errors(dialect: sa.Dialect, sql: str | None = None) -> Iterator[None]:
+    """The driver's errors raised as SQLAlchemy's (`DBAPIError` and its kinds), as
+    they would be through a SQLAlchemy connection."""
+    error = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error as exc:
+        raise sa.exc.DBAPIError.instance(sql, None, exc, error) from None
+
+
+def _driver_of(connection: sa.Connection) -> Any:
+    driver = connection.connection.dbapi_connection
+    assert driver is not None  # a connection in a transaction holds one
+    return driver
+
+
+class HeldConnection:
+    """The group writer's own connection from the pool, kept from one transaction to
+    the next and used through the driver: a transaction through SQLAlchemy (the
+    pool's check-out and check-in, its Connection, its begin) cost about five times
+    SQLite's own commit of a record. One thread writes through it at a time (the
+    writer's); `close` may come from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._pooled: Any = None  # the pool's proxy of the DBAPI connection
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def transaction(self, engine: Engine) -> Iterator[Any]:
+        """A transaction on the held DBAPI connection to `engine`'s database: begun by
+        the driver with the first statement, committed when the block ends, rolled
+        back when it raises. The connection is given up only when the database is gone
+        from it (a lost file is the store's to report: a new connection would make a
+        new, empty file at the path)."""
+        with self._lock:
+            pooled = self._checked_out(engine)
+            try:
+                yield pooled.dbapi_connection
+                with driver_errors(engine.dialect, "COMMIT"):
+                    pooled.commit()
+            except BaseException as exc:
+                self._rolled_back(engine, exc)
+                raise
+
+    def close(self) -> None:
+        """Back to the pool (before the engine is disposed of)."""
+        with self._lock:
+            pooled, self._pooled, self._engine = self._pooled, None, None
+            if pooled is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    pooled.close()
+
+    def _checked_out(self, engine: Engine) -> Any:
+        if self._pid != os.getpid():  # a forked child: the parent's connection is not ours
+            self._pooled, self._engine, self._pid = None, None, os.getpid()
+        if self._engine is not engine:  # the store opened its database again
+            if self._pooled is not None:
+                with contextlib.suppress(Exception):
+                    self._pooled.close()
+            self._pooled, self._engine = engine.raw_connection(), engine
+        return self._pooled
+
+    def _rolled_back(self, engine: Engine, exc: BaseException) -> None:
+        pooled = self._pooled
+        try:
+            pooled.rollback()
+            lost = (
+                isinstance(exc, sa.exc.DBAPIError)
+                and isinstance(exc.orig, engine.dialect.loaded_dbapi.Error)
+                and engine.dialect.is_disconnect(exc.orig, pooled.dbapi_connection, None)
+            )
+        except Exception:
+            lost = True
+        if lost:  # as SQLAlchemy does on a disconnect: the pool's others are stale too
+            self._pooled, self._engine = None, None
+            with contextlib.suppress(Exception):
+                pooled.invalidate()  # closed and never handed out again
+            engine.dispose()  # the next check-out makes a new connection

@@ -13,6 +13,7 @@ import functools
 import os
 import re
 import threading
+import urllib.parse
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,10 +223,21 @@ def open_watched(url_text: str, *, immediate: bool = False) -> tuple[Engine, Dat
     """`open_database`, and the SQLite file it opened (see `DatabaseFile`)."""
     engine = open_database(url_text, immediate=immediate)
     try:
-        return engine, DatabaseFile.of(url_text)
+        file = DatabaseFile.of(url_text)
     except OSError as exc:
         engine.dispose()
         raise HistoryError(f"history {mask_url(url_text)}: {exc.strerror}") from None
+    if file is not None:
+        sa.event.listen(engine, "do_connect", _existing_only)
+    return engine, file
+
+
+def _existing_only(_: Any, __: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+    """A connection the pool makes later opens the file that is there, never creates
+    one: once the watched file is deleted, a new connection would otherwise make a
+    new, empty database at the path, and the store would report it replaced."""
+    cargs[0] = f"file:{urllib.parse.quote(os.path.abspath(cargs[0]))}?mode=rw"
+    cparams["uri"] = True
 
 
 def open_database(url_text: str, *, immediate: bool = False) -> Engine:

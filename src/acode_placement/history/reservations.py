@@ -233,8 +233,10 @@ class ReservationStore:
                     return done
             except sa.exc.DBAPIError as exc:  # locked, deadlock, serialisation: try again
                 if attempt == _RETRIES - 1 or not _retryable(exc):
+                    self._guarded()  # a file lost: say that, not that it cannot be opened
                     raise StoreUnavailableError(f"reservations: {error_line(exc)}") from None
             except SQLAlchemyError as exc:
+                self._guarded()
                 raise StoreUnavailableError(f"reservations: {error_line(exc)}") from None
             time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover

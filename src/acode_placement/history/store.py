@@ -27,6 +27,10 @@ from acode_placement import explain
 from acode_placement.config import package_version
 from acode_placement.history.batch import (
     CompactRecord,
+    HeldConnection,
+    batch,
+    on_driver,
+    written,
 )
 from acode_placement.history.database import (
     RESTART,
@@ -86,7 +90,8 @@ class HistoryStore:
         # durable: `place()` returns once its record is committed; else at once, and a
         # crash loses what the writer had not committed yet (at most one batch).
         self.durable = durable
-        self.writer = GroupWriter(self._write, CompactRecord.batch)
+        self.writer = GroupWriter(self._commit, self._write)
+        self._held = HeldConnection()  # the writer's, for batches of compact records
         self._engine: Engine | None = None
         self._file: DatabaseFile | None = None
         self._lock = threading.Lock()
@@ -302,11 +307,31 @@ class HistoryStore:
             self._read(lambda c: c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all())
 
     def close(self) -> None:
+        self._held.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
 
     # ----------------------------------------------------------------- internals
+
+    def _commit(self, works: Sequence[Callable[[sa.Connection], object]]) -> int:
+        """The group writer's batch in one transaction: on its held driver connection
+        when every work is a compact record (or other driver work), else through
+        SQLAlchemy. Returns the records written."""
+        opened = self._opened()
+        if not on_driver(opened.dialect, works):
+            return self._write(lambda connection: batch(connection, works))
+        try:
+            with (
+                DatabaseFile.writing_to(self._file),
+                self._held.transaction(opened) as driver,
+            ):
+                done = written(driver, opened.dialect, works)
+                self._guarded()  # as in `_write`: never committed into a lost file
+                return done
+        except SQLAlchemyError as exc:
+            self._guarded()
+            raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
         try:
@@ -327,6 +352,7 @@ class HistoryStore:
                 self._guarded()
                 return work(connection)
         except SQLAlchemyError as exc:
+            self._guarded()  # a file lost: say that, not that a new connection failed
             raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
 
     def _guarded(self) -> None:

@@ -28,13 +28,13 @@ class GroupWriter:
 
     def __init__(
         self,
+        commit: Callable[[Sequence[Work]], object],
         write: Callable[[Work], object],
-        batch: Callable[[sa.Connection, Sequence[Work]], object] | None = None,
     ) -> None:
-        """`write(work)` runs `work` in one transaction; `batch(connection, works)`, when
-        given, does in a transaction what calling each work would (an executemany)."""
+        """`commit(works)` does them all in one transaction (what calling each in turn
+        would do); `write(work)` does one in a transaction of its own."""
+        self._together = commit
         self._write = write
-        self._batch = batch
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -85,13 +85,8 @@ class GroupWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:
-        works = [work for work, _ in batch]
-        together = self._batch
         try:
-            if together is not None and len(works) > 1:
-                self._write(lambda connection: together(connection, works))
-            else:
-                self._write(lambda connection: [work(connection) for work in works])
+            self._together([work for work, _ in batch])
         except Exception:
             outcomes: list[_Outcome] = []
             for work, future in batch:  # alone, each record stands or falls by itself
