@@ -19,6 +19,7 @@ from acode_placement import (
     SshTarget,
     TaskRequirements,
 )
+from acode_placement.explain.format import num
 from acode_placement.models import AnyTarget, GpuInfo, TieBreaker
 
 STRATEGIES = ["auto", "local-first", "cloud-first", "cost-optimized", "performance"]
@@ -474,3 +475,26 @@ def test_the_columns_agree_with_the_rules_at_every_boundary(
     assert FleetColumns.exact(req)
     fleet = FleetColumns(targets, caps)
     assert set(fleet.survivors(fleet.failing(req, opts, minutes))) == eligible
+
+
+def _num_reference(value: object) -> str:
+    """`explain.format.num` as first written: every value through isinstance."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+@given(
+    st.one_of(
+        st.floats(),
+        st.integers(min_value=-(2**63), max_value=2**63),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=4),
+    )
+)
+def test_numbers_are_written_as_the_reference_writes_them(value: object) -> None:
+    """The words' numbers take a fast path for ints and floats (dozens per answer)."""
+    assert num(value) == _num_reference(value)

@@ -131,9 +131,9 @@ class DriverInsert:
         self.order: tuple[str, ...] | None = (
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
-        self.processors = [
-            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in columns
-        ]
+        processors = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
+        # In the order the statement takes its values (by position, or by name).
+        self.processors = [(name, processors[name]) for name in self.order or processors]
 
     @classmethod
     def of(cls, table: sa.Table, dialect: sa.Dialect, *, ignore: bool = False) -> DriverInsert:
@@ -166,11 +166,10 @@ class DriverInsert:
                 cursor.close()
 
     def _bound(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        bound = {
-            name: row[name] if process is None else process(row[name])
-            for name, process in self.processors
-        }
-        return tuple(bound[name] for name in self.order) if self.order is not None else bound
+        values = [row[name] if bind is None else bind(row[name]) for name, bind in self.processors]
+        if self.order is not None:
+            return tuple(values)
+        return {name: value for (name, _), value in zip(self.processors, values, strict=True)}
 
 
 @contextlib.contextmanager

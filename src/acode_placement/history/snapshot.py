@@ -154,10 +154,10 @@ class _Kept:
     ) -> bool:
         if len(targets) != len(self.targets) or usage != self.usage:
             return False
-        if targets is self.targets and known is self.known:  # the very tuples: immutable
+        if targets is not self.targets and not all(map(is_, targets, self.targets)):
+            return False  # (the very tuple kept is immutable: nothing to compare)
+        if known is self.known:
             return True
-        if not all(map(is_, targets, self.targets)):
-            return False
         if all(map(is_, known, self.known)):
             return True
         # new Known objects (a discovery lookup makes them) over the same facts
