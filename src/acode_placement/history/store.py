@@ -27,7 +27,6 @@ from acode_placement import explain
 from acode_placement.config import package_version
 from acode_placement.history.batch import (
     CompactRecord,
-    HeldConnection,
     batch,
     on_driver,
     written,
@@ -43,6 +42,7 @@ from acode_placement.history.database import (
     placements,
     snapshots,
 )
+from acode_placement.history.held import HeldConnection
 from acode_placement.history.records import (
     Record,
     candidate_row,
@@ -328,10 +328,10 @@ class HistoryStore:
             ):
                 done = written(driver, opened.dialect, works)
                 self._guarded()  # as in `_write`: never committed into a lost file
-                return done
         except SQLAlchemyError as exc:
             self._guarded()
             raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
+        return done
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
         try:
