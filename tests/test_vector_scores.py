@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acode_placement import PlacementEngine, PlacementOptions, TaskRequirements
+from acode_placement import PlacementEngine, PlacementOptions, SshTarget, TaskRequirements
 from acode_placement.explain import result_json
 from acode_placement.matching import QuickFacts, estimated_cost, runtime_minutes
-from acode_placement.models import AnyTarget, Capabilities, DiscoveryStatus, Known
+from acode_placement.models import AnyTarget, Capabilities, DiscoveryStatus, GpuInfo, Known
 from acode_placement.ranking import VECTOR_FROM
 from acode_placement.strategies import BuiltinStrategy, StrategyRegistry
 from acode_placement.strategies.auto import Auto
@@ -149,22 +150,94 @@ def test_decisions_most_of_a_fleet_can_run_are_the_reference(
     _same_as_reference(targets, req, opts, how)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    fleets(4, 12).flatmap(_grown),
+    st.lists(st.one_of(LOOSE, every_rule), min_size=2, max_size=5),
+    st.lists(st.one_of(OPEN, every_option), min_size=1, max_size=2),
+    HOW_KNOWN,
+)
+def test_one_engine_deciding_task_after_task_on_a_fleet_is_the_reference(
+    targets: list[AnyTarget],
+    tasks: list[TaskRequirements],
+    options: list[PlacementOptions],
+    how: list[Status],
+) -> None:
+    """Metrics made once per fleet and ask (`ScoringColumns.per_row`) and read by
+    later decisions, with other candidates, give what the reference gives each."""
+    engine = PlacementEngine(compile_from=0)
+    known = _known(targets, how)  # the same objects each time: the same compiled fleet
+    for n, req in enumerate(tasks * 2):  # each task again, after the others
+        _same_as_reference(targets, req, options[n % len(options)], how, engine=engine, known=known)
+
+
 def _same_as_reference(
-    targets: list[AnyTarget], req: TaskRequirements, opts: PlacementOptions, how: list[Status]
+    targets: list[AnyTarget],
+    req: TaskRequirements,
+    opts: PlacementOptions,
+    how: list[Status],
+    *,
+    engine: PlacementEngine | None = None,
+    known: list[Known] | None = None,
 ) -> None:
     """The `place --json` object decided on columns is the reference's, every
     candidate's score, order and checks included, whatever its targets' discovery
     said of them."""
-    known = []
-    for n, target in enumerate(targets):
-        status, cause, ok = how[n % len(how)]
-        known.append(Known(target.capabilities or Capabilities(), status, cause, known=ok))
-    columns = PlacementEngine(compile_from=0).decide(req, targets, known, opts, request_id="r")
+    known = known or _known(targets, how)
+    fast = engine or PlacementEngine(compile_from=0)
+    columns = fast.decide(req, targets, known, opts, request_id="r")
     slow = PlacementEngine().decide(req, targets, known, opts, request_id="r", reference=True)
     both = [result_json(r) for r in (columns, slow)]
     for answer in both:
         answer.pop("decisionMs")
     assert both[0] == both[1]
+
+
+@pytest.mark.parametrize("strategy", ["auto", "local-first", "performance", "cost-optimized"])
+def test_asks_that_differ_on_one_fleet_each_get_their_own_metrics(strategy: str) -> None:
+    """The same engine and fleet, tasks asking different amounts one after the other
+    (and the first again): a metric kept for one ask is never read for another."""
+    targets: list[AnyTarget] = [
+        SshTarget(
+            id=f"h{n}",
+            host=f"h{n}",
+            hourly_rate=[None, 0.0, 0.4, 2.5][n % 4],
+            capabilities=Capabilities(
+                cpu=2 ** (n % 7),
+                memory_gb=4 * (1 + n % 5),
+                gpu=GpuInfo(
+                    type="nvidia",
+                    count=1 + n % 2,
+                    model=["a100", "t4", "h100"][n // 3 % 3],
+                    vram_gb=[40, 16, 80][n // 3 % 3],
+                )
+                if n % 3 == 0
+                else None,
+            ),
+        )
+        for n in range(150)
+    ]
+    asks = [
+        TaskRequirements(cpu=1),
+        TaskRequirements(cpu=16, memory_gb=8),
+        TaskRequirements(cpu=1, max_runtime_minutes=240),
+        TaskRequirements(gpu={"count": 1, "minVram": 16}),  # 50 GPU targets can
+        TaskRequirements(gpu={"count": 2, "minVram": 16}),  # and 25
+        TaskRequirements(cpu=1),
+    ]
+    engine = PlacementEngine(compile_from=0)
+    known = _known(targets, [(DiscoveryStatus.DECLARED, None, True)])
+    opts = PlacementOptions(strategy=strategy, discovery_enabled=False)
+    for req in asks:
+        _same_as_reference(targets, req, opts, [], engine=engine, known=known)
+
+
+def _known(targets: list[AnyTarget], how: list[Status]) -> list[Known]:
+    known = []
+    for n, target in enumerate(targets):
+        status, cause, ok = how[n % len(how)]
+        known.append(Known(target.capabilities or Capabilities(), status, cause, known=ok))
+    return known
 
 
 def test_a_subclass_that_changes_rate_alone_is_rated_one_target_at_a_time() -> None:

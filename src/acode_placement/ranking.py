@@ -313,6 +313,7 @@ def _rated_all(
         minutes,
         columns.cost_rows(candidates, minutes),
         vector.column(shares if shares is not None else [0.0] * len(candidates)),
+        lambda: columns.cost_column(minutes),
     )
     rated = builtin.rate_all(plan.requirements, batch)
     return shares, rated.tolist(), rated

@@ -47,7 +47,7 @@ class Auto(BuiltinStrategy):
 
         shares = batch.shares
         speed = vector.performance_metric_all(batch, requirements)
-        cost = vector.cost_metric_all(batch.costs)
+        cost = vector.cost_metric_of(batch)
         balance = _COST * cost + _SPEED * speed + _PREFERENCES * shares
         local = vector.banded_all(2, 2, speed, shares)
         return vector.where(batch.fleet.local, local, vector.banded_all(1, 2, balance, shares))

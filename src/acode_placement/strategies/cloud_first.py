@@ -32,5 +32,5 @@ class CloudFirst(BuiltinStrategy):
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
         tiers = vector.column(_TIER[TargetKind(kind)] for kind in batch.fleet.kind)
-        metric = vector.cost_metric_all(batch.costs)
+        metric = vector.cost_metric_of(batch)
         return vector.banded_all(tiers, len(_TIER), metric, batch.shares)

@@ -28,7 +28,7 @@ class CostOptimized(BuiltinStrategy):
     def rate_all(self, requirements: TaskRequirements, batch: Batch) -> Any:
         from acode_placement.strategies import vector  # noqa: PLC0415  (numpy: columns only)
 
-        return vector.banded_all(1, 1, vector.cost_metric_all(batch.costs), batch.shares)
+        return vector.banded_all(1, 1, vector.cost_metric_of(batch), batch.shares)
 
     def reason(self, selected: TargetScore) -> Reason:
         return Reason.COST_OPTIMAL

@@ -40,7 +40,7 @@ class LocalFirst(BuiltinStrategy):
 
         speed = vector.performance_metric_all(batch, requirements)
         local = vector.banded_all(2, 2, speed, batch.shares)
-        remote = vector.banded_all(1, 2, vector.cost_metric_all(batch.costs), batch.shares)
+        remote = vector.banded_all(1, 2, vector.cost_metric_of(batch), batch.shares)
         return vector.where(batch.fleet.local, local, remote)
 
     def reason(self, selected: TargetScore) -> Reason:
