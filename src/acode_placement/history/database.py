@@ -13,7 +13,6 @@ import functools
 import os
 import re
 import threading
-import urllib.parse
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -236,7 +235,7 @@ def _existing_only(_: Any, __: Any, cargs: list[Any], cparams: dict[str, Any]) -
     """A connection the pool makes later opens the file that is there, never creates
     one: once the watched file is deleted, a new connection would otherwise make a
     new, empty database at the path, and the store would report it replaced."""
-    cargs[0] = f"file:{urllib.parse.quote(os.path.abspath(cargs[0]))}?mode=rw"
+    cargs[0] = f"{Path(os.path.abspath(cargs[0])).as_uri()}?mode=rw"
     cparams["uri"] = True
 
 
