@@ -9,13 +9,9 @@ from acode_placement.models import Capabilities, GpuInfo, GpuRequirement
 
 def num(value: object) -> str:
     """A number as people write it: 16, 0.5, 1.25 (no trailing zeros)."""
-    if type(value) is int:  # the two kinds checks hold, first: dozens per answer
+    if type(value) is int:  # what checks hold most (dozens per answer): asked first
         return str(value)
-    if type(value) is float:
-        if value.is_integer():
-            return str(int(value))
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, int | float)):
         return str(value)
     if float(value).is_integer():
         return str(int(value))

@@ -30,7 +30,7 @@ class DriverWork:
     __slots__ = ()
 
     def __call__(self, connection: sa.Connection) -> int:
-        return written(_driver_of(connection), connection.dialect, [self], connection)
+        return batch(connection, [self])
 
 
 class CompactRecord(DriverWork):

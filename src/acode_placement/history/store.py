@@ -12,8 +12,9 @@ the group writer `writer`'s; a record as read `records`'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -321,20 +322,17 @@ class HistoryStore:
         opened = self._opened()
         if not on_driver(opened.dialect, works):
             return self._write(lambda connection: batch(connection, works))
-        try:
-            with (
-                DatabaseFile.writing_to(self._file),
-                self._held.transaction(opened) as driver,
-            ):
-                done = written(driver, opened.dialect, works)
-                self._guarded()  # as in `_write`: never committed into a lost file
-        except SQLAlchemyError as exc:
-            self._guarded()
-            raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
-        return done
+        with (
+            self._errors(),
+            DatabaseFile.writing_to(self._file),
+            self._held.transaction(opened) as driver,
+        ):
+            done = written(driver, opened.dialect, works)
+            self._guarded()  # as in `_write`: never committed into a lost file
+            return done
 
     def _write(self, work: Callable[[sa.Connection], T]) -> T:
-        try:
+        with self._errors():
             opened = self._opened()
             with DatabaseFile.writing_to(self._file), opened.begin() as connection:
                 done = work(connection)
@@ -342,17 +340,21 @@ class HistoryStore:
                 # to one that was deleted or replaced is rolled back.
                 self._guarded()
                 return done
-        except SQLAlchemyError as exc:
-            self._guarded()  # a file lost or made read-only: say that, not what SQLite said
-            raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
 
     def _read(self, work: Callable[[sa.Connection], T]) -> T:
+        with self._errors(), self._opened().connect() as connection:
+            self._guarded()
+            return work(connection)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLAlchemy's errors as the history's, in one line. A file lost or made
+        read-only meanwhile is said as such, not as what the driver said on finding
+        out (a failed write, a new connection that could not open it)."""
         try:
-            with self._opened().connect() as connection:
-                self._guarded()
-                return work(connection)
+            yield
         except SQLAlchemyError as exc:
-            self._guarded()  # a file lost: say that, not that a new connection failed
+            self._guarded()
             raise HistoryError(f"history {self._where()}: {error_line(exc)}") from None
 
     def _guarded(self) -> None:
